@@ -1,0 +1,101 @@
+"""The one place where Redis key names are built.
+
+Every key of a queue starts with the hash tag ``{prefix:queue}``, so a whole
+queue lives in one Redis Cluster slot and every Lua script can touch all of
+its keys. Job hashes are ``{prefix:queue}:j:<id>``; scripts derive them from
+the job-key prefix they receive, which carries the same hash tag.
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigurationError
+
+__all__ = ["QueueKeys", "validate_name"]
+
+_FORBIDDEN = set("{}\r\n\x00 ")
+
+
+def validate_name(value: str, field: str) -> str:
+    """Check a queue name or key prefix and return it, naming ``field`` if bad."""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{field} must be a non-empty string, got {value!r}")
+    if len(value) > 200:
+        raise ConfigurationError(f"{field} is longer than 200 characters: {value[:40]!r}...")
+    bad = _FORBIDDEN.intersection(value)
+    if bad:
+        shown = ", ".join(repr(c) for c in sorted(bad))
+        raise ConfigurationError(f"{field} {value!r} contains characters jobq reserves: {shown}")
+    return value
+
+
+class QueueKeys:
+    """Key names for one queue under one prefix."""
+
+    __slots__ = (
+        "active",
+        "base",
+        "completed",
+        "delayed",
+        "events",
+        "failed",
+        "id",
+        "job_prefix",
+        "limiter",
+        "marker",
+        "meta",
+        "metrics_completed",
+        "metrics_failed",
+        "name",
+        "prefix",
+        "prio",
+        "script_keys",
+        "wait",
+        "workers",
+    )
+
+    def __init__(self, prefix: str, name: str) -> None:
+        self.prefix = validate_name(prefix, "prefix")
+        self.name = validate_name(name, "queue name")
+        base = "{" + prefix + ":" + name + "}"
+        self.base = base
+        self.wait = base + ":wait"  # LIST of plain job ids; LPUSH in, RPOP out
+        self.prio = base + ":prio"  # ZSET of prioritised job ids
+        self.delayed = base + ":delayed"  # ZSET id -> due time (server ms)
+        self.active = base + ":active"  # ZSET id -> lease deadline (server ms)
+        self.completed = base + ":completed"  # ZSET id -> finished time
+        self.failed = base + ":failed"  # ZSET id -> finished time
+        self.meta = base + ":meta"  # HASH: paused flag, priority counter
+        self.events = base + ":events"  # STREAM, capped
+        self.marker = base + ":marker"  # ZSET with one member: wakes blocked workers
+        self.limiter = base + ":limiter"  # STRING counter with a TTL
+        self.id = base + ":id"  # STRING counter for generated job ids
+        self.metrics_completed = base + ":mc"  # HASH minute -> completed count
+        self.metrics_failed = base + ":mf"  # HASH minute -> failed count
+        self.workers = base + ":workers"  # ZSET worker id -> alive until (server ms)
+        self.job_prefix = base + ":j:"
+        # Every script receives the same KEYS, in this order (see scripts/lua/*).
+        self.script_keys: tuple[str, ...] = (
+            self.wait,
+            self.prio,
+            self.delayed,
+            self.active,
+            self.completed,
+            self.failed,
+            self.meta,
+            self.events,
+            self.marker,
+            self.limiter,
+            self.id,
+            self.metrics_completed,
+            self.metrics_failed,
+            self.workers,
+        )
+
+    def job(self, job_id: str) -> str:
+        """The hash holding one job."""
+        return self.job_prefix + job_id
+
+    def logs(self, job_id: str) -> str:
+        """The list holding one job's log lines."""
+        return self.job_prefix + job_id + ":logs"
+

@@ -1,0 +1,410 @@
+"""The Queue: add jobs, read them back, and steer the queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from . import serialization
+from .connection import ConnectionSettings, check_server, clone_client, create_client, resolve
+from .errors import (
+    ConfigurationError,
+    JobFailedError,
+    JobNotFoundError,
+    PayloadError,
+    WaitTimeoutError,
+    raise_for_code,
+)
+from .job import Job, JobState
+from .keys import QueueKeys
+from .options import Duration, JobOptions, to_ms
+from .scripts import QueueScripts
+
+__all__ = ["BulkJob", "JobCounts", "Queue"]
+
+ConnectionLike = str | ConnectionSettings | Redis | None
+ListState = Literal["waiting", "prioritized", "active", "delayed", "completed", "failed", "paused"]
+CleanState = Literal["completed", "failed", "delayed", "waiting"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    """Jobs per state. While a queue is paused its waiting jobs count as ``paused``."""
+
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    paused: int
+    prioritized: int
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts as a plain dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkJob:
+    """One job for :meth:`Queue.add_bulk`."""
+
+    name: str
+    data: Any = None
+    options: JobOptions | None = None
+
+
+class Queue:
+    """A named queue on Redis.
+
+    ``connection`` takes a URL, :class:`~jobq.connection.ConnectionSettings` or
+    a ``redis.asyncio.Redis`` client (which jobq then does not close). Left
+    out, jobq reads ``REDIS_URL`` (or ``REDIS_HOST``/``REDIS_PORT``/...), and
+    with nothing configured starts the embedded Valkey server.
+
+    Use it as ``async with Queue("reports") as queue: ...``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        connection: ConnectionLike = None,
+        prefix: str | None = None,
+        max_payload_bytes: int | None = serialization.DEFAULT_LIMIT,
+        events_max_len: int = 10_000,
+        log_max_lines: int = 1_000,
+        default_options: JobOptions | None = None,
+    ) -> None:
+        self._connection = connection
+        self._prefix_arg = prefix
+        self.name = name
+        self.keys = QueueKeys(prefix or "jobq", name)  # checks the name now, not at open
+        if max_payload_bytes is not None and max_payload_bytes < 1:
+            raise ConfigurationError(f"max_payload_bytes must be >= 1, got {max_payload_bytes}")
+        if events_max_len < 0:
+            raise ConfigurationError(f"events_max_len must be >= 0, got {events_max_len}")
+        self.max_payload_bytes = max_payload_bytes
+        self.events_max_len = events_max_len
+        self.log_max_lines = log_max_lines
+        self.default_options = default_options or JobOptions()
+        self._client: Redis | None = None
+        self._owns_client = False
+        self._settings: ConnectionSettings | None = None
+        self._scripts: QueueScripts | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def open(self) -> Queue:
+        """Connect (idempotent)."""
+        if self._client is not None:
+            return self
+        target = resolve(self._connection)
+        if isinstance(target, ConnectionSettings):
+            self._settings = target
+            self._client = create_client(target)
+            self._owns_client = True
+            prefix = self._prefix_arg or target.prefix
+        else:
+            self._client = target
+            prefix = self._prefix_arg or "jobq"
+        self.keys = QueueKeys(prefix, self.name)
+        self._scripts = QueueScripts(self._client, self.keys)
+        await check_server(self._client)
+        return self
+
+    async def close(self) -> None:
+        """Close the connection if this queue opened it."""
+        client, self._client, self._scripts = self._client, None, None
+        if client is not None and self._owns_client:
+            await client.aclose()
+
+    async def __aenter__(self) -> Queue:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def client(self) -> Redis:
+        """The Redis client (the queue must be open)."""
+        if self._client is None:
+            raise RuntimeError(
+                f"queue {self.name!r} is not open: use 'async with Queue(...)' or await open()"
+            )
+        return self._client
+
+    @property
+    def scripts(self) -> QueueScripts:
+        """The queue's Lua scripts (the queue must be open)."""
+        if self._scripts is None:
+            raise RuntimeError(
+                f"queue {self.name!r} is not open: use 'async with Queue(...)' or await open()"
+            )
+        return self._scripts
+
+    def blocking_client(self, block_timeout: float) -> Redis:
+        """A new client for blocking reads of up to ``block_timeout`` seconds."""
+        if self._settings is not None:
+            return create_client(self._settings, blocking=True, block_timeout=block_timeout)
+        return clone_client(self.client, block_timeout=block_timeout)
+
+    # -- adding ------------------------------------------------------------
+    def _prepare(
+        self, name: str, data: Any, options: JobOptions | None
+    ) -> tuple[str, str, bytes, bytes, str, int, bool]:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"job name must be a non-empty string, got {name!r}")
+        opts = options if options is not None else self.default_options
+        payload = serialization.encode(data, limit=self.max_payload_bytes, what="data")
+        stored = opts.to_json()
+        raw_opts = json.dumps(stored, separators=(",", ":")).encode() if stored else b""
+        prio = "" if opts.priority is None else str(opts.priority)
+        return (opts.job_id or "", name, payload, raw_opts, prio, opts.delay_ms, opts.lifo)
+
+    async def add(self, name: str, data: Any = None, options: JobOptions | None = None) -> Job:
+        """Add one job. With ``options.job_id`` of an existing job, return that job instead."""
+        prepared = self._prepare(name, data, options)
+        [(job_id, created)] = await self.scripts.add(self.events_max_len, [prepared])
+        if not created:
+            existing = await self.get_job(job_id)
+            if existing is not None:
+                return existing
+        opts = options if options is not None else self.default_options
+        return Job(self, job_id, name, data, opts, timestamp=int(time.time() * 1000))
+
+    async def add_bulk(
+        self, jobs: Iterable[BulkJob | tuple[str, Any] | tuple[str, Any, JobOptions | None]]
+    ) -> list[Job]:
+        """Add many jobs in one round trip, atomically: all are written or none.
+
+        Every payload is checked before anything is sent, so one bad job
+        refuses the whole batch with an error naming its index.
+        """
+        items: list[BulkJob] = []
+        for j in jobs:
+            items.append(j if isinstance(j, BulkJob) else BulkJob(*j))
+        prepared = []
+        for i, item in enumerate(items):
+            try:
+                prepared.append(self._prepare(item.name, item.data, item.options))
+            except (ConfigurationError, PayloadError) as exc:
+                raise type(exc)(f"add_bulk item {i} ({item.name!r}): {exc}") from exc
+        if not prepared:
+            return []
+        result = await self.scripts.add(self.events_max_len, prepared)
+        now = int(time.time() * 1000)
+        out = []
+        for item, (job_id, _created) in zip(items, result, strict=True):
+            opts = item.options if item.options is not None else self.default_options
+            out.append(Job(self, job_id, item.name, item.data, opts, timestamp=now))
+        return out
+
+    # -- reading -----------------------------------------------------------
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job with this id, or None."""
+        client: Any = self.client
+        h = await client.hgetall(self.keys.job(job_id))
+        return Job.from_hash(self, job_id, h) if h else None
+
+    async def _jobs_by_ids(self, ids: Sequence[str]) -> list[Job]:
+        if not ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes = await pipe.execute()
+        return [Job.from_hash(self, i, h) for i, h in zip(ids, hashes, strict=True) if h]
+
+    async def get_job_ids(self, state: ListState, start: int = 0, end: int = -1) -> list[str]:
+        """Ids in ``state``: waiting in the order they will run, finished newest first."""
+        c: Any = self.client
+        k = self.keys
+        if state in ("waiting", "paused"):
+            prio = [x.decode() for x in await c.zrange(k.prio, 0, -1)]
+            # The plain list is consumed from its right end.
+            plain = [x.decode() for x in reversed(await c.lrange(k.wait, 0, -1))]
+            ids = prio + plain
+            return ids[start:] if end == -1 else ids[start : end + 1]
+        if state == "prioritized":
+            raw = await c.zrange(k.prio, start, end)
+        elif state == "active":
+            raw = await c.zrange(k.active, start, end)
+        elif state == "delayed":
+            raw = await c.zrange(k.delayed, start, end)
+        elif state == "completed":
+            raw = await c.zrevrange(k.completed, start, end)
+        elif state == "failed":
+            raw = await c.zrevrange(k.failed, start, end)
+        else:
+            raise ConfigurationError(
+                "state must be one of waiting, prioritized, active, delayed, completed, "
+                f"failed, paused; got {state!r}"
+            )
+        return [x.decode() for x in raw]
+
+    async def get_jobs(self, state: ListState, start: int = 0, end: int = -1) -> list[Job]:
+        """Jobs in ``state`` (see :meth:`get_job_ids` for the order)."""
+        return await self._jobs_by_ids(await self.get_job_ids(state, start, end))
+
+    async def get_job_counts(self) -> JobCounts:
+        """Jobs per state, read atomically."""
+        return JobCounts(*await self.scripts.counts())
+
+    async def get_job_state(self, job_id: str) -> JobState:
+        """One job's state: waiting, prioritized, paused, delayed, active, completed, failed,
+        or 'unknown' when there is no such job."""
+        return await self.scripts.state(job_id)
+
+    async def get_metrics(
+        self, kind: Literal["completed", "failed"], minutes: int = 60
+    ) -> list[int]:
+        """Jobs completed (or failed for good) in each of the last ``minutes`` minutes,
+        oldest first, by the server's clock."""
+        key = self.keys.metrics_completed if kind == "completed" else self.keys.metrics_failed
+        client: Any = self.client
+        sec, _ = await client.time()
+        now_minute = int(sec) // 60
+        wanted = [str(now_minute - i) for i in range(minutes - 1, -1, -1)]
+        raw = await client.hmget(key, wanted)
+        return [int(x) if x is not None else 0 for x in raw]
+
+    async def workers_alive(self) -> int:
+        """Workers whose heartbeat is current."""
+        client: Any = self.client
+        sec, usec = await client.time()
+        now = int(sec) * 1000 + int(usec) // 1000
+        return int(await client.zcount(self.keys.workers, now, "+inf"))
+
+    # -- steering ----------------------------------------------------------
+    async def pause(self) -> bool:
+        """Stop workers claiming jobs (running jobs go on). True if it was running."""
+        return await self.scripts.pause(True, events_max_len=self.events_max_len)
+
+    async def resume(self) -> bool:
+        """Let workers claim again. True if it was paused."""
+        return await self.scripts.pause(False, events_max_len=self.events_max_len)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return bool(await self.client.hexists(self.keys.meta, "paused"))
+
+    async def promote(self, job_id: str) -> None:
+        """Run a delayed job now."""
+        code = await self.scripts.promote(job_id, events_max_len=self.events_max_len)
+        raise_for_code(code, queue=self.name, job_id=job_id, action="promote: job is not delayed")
+
+    async def retry(self, job_id: str) -> None:
+        """Put one failed job back to waiting, its attempts reset."""
+        code = await self.scripts.retry(job_id, 0, events_max_len=self.events_max_len)
+        raise_for_code(code, queue=self.name, job_id=job_id, action="retry: job has not failed")
+
+    async def retry_all_failed(self, batch: int = 1_000) -> int:
+        """Put every failed job back to waiting; returns how many."""
+        total = 0
+        while True:
+            n = await self.scripts.retry("", batch, events_max_len=self.events_max_len)
+            total += n
+            if n < batch:
+                return total
+
+    async def remove(self, job_id: str) -> None:
+        """Delete a job that is not running."""
+        code = await self.scripts.remove(job_id, events_max_len=self.events_max_len)
+        raise_for_code(code, queue=self.name, job_id=job_id, action="remove: job is running")
+
+    async def drain(self, *, delayed: bool = False, batch: int = 1_000) -> int:
+        """Delete every waiting job (and delayed ones if asked); returns how many."""
+        total = 0
+        while True:
+            n = await self.scripts.drain(delayed, batch, events_max_len=self.events_max_len)
+            total += n
+            if n == 0:
+                return total
+
+    async def clean(self, state: CleanState, grace: Duration = 0, limit: int = 1_000) -> list[str]:
+        """Delete up to ``limit`` jobs in ``state`` older than ``grace``; returns their ids."""
+        if state not in ("completed", "failed", "delayed", "waiting"):
+            raise ConfigurationError(
+                f"clean takes state completed, failed, delayed or waiting; got {state!r}"
+            )
+        return await self.scripts.clean(
+            state, to_ms(grace, "grace"), limit, events_max_len=self.events_max_len
+        )
+
+    async def obliterate(self, *, force: bool = False, batch: int = 1_000) -> int:
+        """Delete the queue with all its jobs. Refuses while jobs run unless ``force``."""
+        total = 0
+        while True:
+            n = await self.scripts.obliterate(force, batch)
+            raise_for_code(n, queue=self.name, action="obliterate")
+            total += n
+            if n == 0:
+                return total
+
+    # -- waiting for results ---------------------------------------------
+    async def wait_for_job(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait until a job finishes: its return value, or JobFailedError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        client: Any = self.client
+        last = await client.xrevrange(self.keys.events, "+", "-", count=1)
+        last_id: bytes | str = last[0][0] if last else "0-0"
+        done = await self._finished_result(job_id)
+        if done is not None:
+            return done[0]
+        step = 2.0
+        blocker: Any = self.blocking_client(step)
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeoutError(
+                        f"job {job_id!r} in queue {self.name!r} did not finish within {timeout} s"
+                    )
+                block = step if remaining is None else min(step, remaining)
+                reply: Any = await blocker.xread(
+                    {self.keys.events: last_id}, block=max(1, int(block * 1000)), count=500
+                )
+                if not reply:
+                    # Events may be off or trimmed past us: look at the job itself.
+                    done = await self._finished_result(job_id)
+                    if done is not None:
+                        return done[0]
+                    continue
+                for entry_id, fields in reply[0][1]:
+                    last_id = entry_id
+                    if fields.get(b"id", b"").decode() != job_id:
+                        continue
+                    event = fields.get(b"e")
+                    if event == b"completed":
+                        rv = fields.get(b"rv")
+                        if rv is not None:
+                            return serialization.decode(rv, what=f"job {job_id} return value")
+                        done = await self._finished_result(job_id)
+                        return None if done is None else done[0]
+                    if event == b"failed":
+                        done = await self._finished_result(job_id)
+                        if done is not None:
+                            return done[0]
+                        reason = fields.get(b"reason", b"").decode("utf-8", "replace")
+                        raise JobFailedError(job_id, reason)
+        finally:
+            await blocker.aclose()
+
+    async def _finished_result(self, job_id: str) -> tuple[Any] | None:
+        state = await self.get_job_state(job_id)
+        if state == "unknown":
+            raise JobNotFoundError(f"job {job_id!r} in queue {self.name!r}: no such job")
+        if state == "completed":
+            job = await self.get_job(job_id)
+            return (None if job is None else job.return_value,)
+        if state == "failed":
+            job = await self.get_job(job_id)
+            reason = (job.failed_reason if job else None) or "failed"
+            stack = job.errors[-1].stacktrace if job and job.errors else None
+            raise JobFailedError(job_id, reason, stack)
+        return None
+

@@ -1,0 +1,309 @@
+"""The Lua scripts, one per atomic state change, and one typed method per script.
+
+The ``.lua`` files ship as package data. A line ``--@include NAME`` pulls in
+``lua/includes/NAME.lua`` when the script is loaded. Scripts are called by
+SHA1 and loaded again when the server answers NOSCRIPT (after a restart or
+``SCRIPT FLUSH``). Every script takes the queue's standard keys
+(:attr:`jobq.keys.QueueKeys.script_keys`); the headers of the files say what
+each ARGV and return value means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from ..keys import QueueKeys
+
+__all__ = [
+    "SCRIPT_NAMES",
+    "ClaimReply",
+    "ClaimedJob",
+    "FinishItem",
+    "QueueScripts",
+    "script_source",
+]
+
+SCRIPT_NAMES = (
+    "add",
+    "claim",
+    "clean",
+    "counts",
+    "drain",
+    "extend",
+    "finish",
+    "log",
+    "obliterate",
+    "pause",
+    "progress",
+    "promote",
+    "remove",
+    "retry",
+    "state",
+)
+
+_INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.MULTILINE)
+
+
+@cache
+def script_source(name: str) -> tuple[str, str]:
+    """The full source of a script (includes expanded) and its SHA1."""
+    lua = resources.files(__package__).joinpath("lua")
+
+    def include(match: re.Match[str]) -> str:
+        return lua.joinpath("includes", f"{match.group(1)}.lua").read_text("utf-8")
+
+    text = _INCLUDE.sub(include, lua.joinpath(f"{name}.lua").read_text("utf-8"))
+    return text, hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(slots=True)
+class ClaimedJob:
+    """A job as the claim script hands it to a worker (raw, not yet decoded)."""
+
+    id: str
+    token: str
+    name: str
+    data: bytes
+    opts: bytes | None
+    priority: int | None
+    attempts_made: int
+    attempts_started: int
+    created: int
+    delay: int
+    progress: bytes | None
+    errors: bytes | None
+    stalls: int
+
+
+@dataclass(slots=True)
+class ClaimReply:
+    """What a claim returns: jobs, when to look again, and rate-limit state."""
+
+    next_wake_ms: int
+    limited_ms: int
+    stalled_failed: list[str]
+    jobs: list[ClaimedJob]
+
+    @classmethod
+    def parse(cls, raw: Sequence[Any]) -> ClaimReply:
+        """Parse the nested array the claim include returns."""
+        jobs = [
+            ClaimedJob(
+                id=_s(j[0]),
+                token=_s(j[1]),
+                name=_s(j[2]),
+                data=j[3],
+                opts=j[4],
+                priority=_opt_int(j[5]),
+                attempts_made=int(j[6] or 0),
+                attempts_started=int(j[7] or 0),
+                created=int(j[8] or 0),
+                delay=int(j[9] or 0),
+                progress=j[10],
+                errors=j[11],
+                stalls=int(j[12] or 0),
+            )
+            for j in raw[3:]
+        ]
+        return cls(int(raw[0]), int(raw[1]), [_s(x) for x in raw[2]], jobs)
+
+
+@dataclass(slots=True)
+class FinishItem:
+    """One finished attempt to report (see finish.lua for the kinds)."""
+
+    id: str
+    token: str
+    kind: str
+    value: bytes | str = b""
+    errors: bytes | str = b""
+    delay: int = 0
+    keep_count: int = -1
+    keep_age: int = -1
+
+
+class QueueScripts:
+    """The scripts of one queue, bound to one client."""
+
+    def __init__(self, client: Any, keys: QueueKeys) -> None:
+        self.client = client
+        self.keys = keys
+        self._head: tuple[Any, ...] = (len(keys.script_keys), *keys.script_keys)
+        self._prefix = keys.job_prefix
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        text, sha = script_source(name)
+        try:
+            return await self.client.execute_command("EVALSHA", sha, *self._head, *args)
+        except NoScriptError:
+            await self.client.execute_command("SCRIPT", "LOAD", text)
+            return await self.client.execute_command("EVALSHA", sha, *self._head, *args)
+
+    async def load_all(self) -> None:
+        """Load every script now, so the first real call finds it cached."""
+        for name in SCRIPT_NAMES:
+            text, _ = script_source(name)
+            await self.client.execute_command("SCRIPT", "LOAD", text)
+
+    async def add(
+        self, events_max_len: int, jobs: Sequence[tuple[str, str, bytes, bytes, str, int, bool]]
+    ) -> list[tuple[str, bool]]:
+        """Add jobs: (id or '', name, data, options JSON or b'', priority or '', delay, lifo)."""
+        args: list[Any] = [self._prefix, events_max_len, len(jobs)]
+        for job_id, name, data, opts, prio, delay, lifo in jobs:
+            args.extend((job_id, name, data, opts, prio, delay, "1" if lifo else "0"))
+        raw = await self._call("add", *args)
+        return [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+    async def claim(
+        self,
+        *,
+        count: int,
+        lease_ms: int,
+        max_stalled: int,
+        limiter_max: int,
+        limiter_ms: int,
+        worker_id: str,
+        events_max_len: int,
+    ) -> ClaimReply:
+        """Claim up to ``count`` jobs."""
+        raw = await self._call(
+            "claim",
+            self._prefix,
+            events_max_len,
+            count,
+            lease_ms,
+            max_stalled,
+            limiter_max,
+            limiter_ms,
+            worker_id,
+        )
+        return ClaimReply.parse(raw)
+
+    async def finish(
+        self,
+        items: Sequence[FinishItem],
+        *,
+        claim_count: int,
+        lease_ms: int,
+        max_stalled: int,
+        limiter_max: int,
+        limiter_ms: int,
+        worker_id: str,
+        events_max_len: int,
+        metrics_minutes: int,
+    ) -> tuple[list[int], ClaimReply | None]:
+        """Report finished attempts, then claim up to ``claim_count`` more."""
+        args: list[Any] = [
+            self._prefix,
+            events_max_len,
+            claim_count,
+            lease_ms,
+            max_stalled,
+            limiter_max,
+            limiter_ms,
+            worker_id,
+            metrics_minutes,
+            len(items),
+        ]
+        for it in items:
+            args.extend(
+                (it.id, it.token, it.kind, it.value, it.errors, it.delay, it.keep_count)
+            )
+            args.append(it.keep_age)
+        raw = await self._call("finish", *args)
+        codes = [int(c) for c in raw[0]]
+        claimed = ClaimReply.parse(raw[1]) if isinstance(raw[1], list) else None
+        return codes, claimed
+
+    async def extend(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        lease_ms: int,
+        max_stalled: int,
+        worker_id: str,
+        events_max_len: int,
+    ) -> tuple[list[bool], list[str]]:
+        """Renew leases; returns (renewed per job, ids failed by stall recovery)."""
+        args: list[Any] = [
+            self._prefix,
+            events_max_len,
+            lease_ms,
+            max_stalled,
+            worker_id,
+            len(pairs),
+        ]
+        for job_id, token in pairs:
+            args.extend((job_id, token))
+        raw = await self._call("extend", *args)
+        return [bool(int(x)) for x in raw[0]], [_s(x) for x in raw[1]]
+
+    async def progress(
+        self, job_id: str, token: str, progress: bytes, *, events_max_len: int
+    ) -> int:
+        """Store progress; 1, -1 (no job) or -2 (stale token)."""
+        return int(
+            await self._call("progress", self._prefix, events_max_len, job_id, token, progress)
+        )
+
+    async def log(self, job_id: str, line: str, max_lines: int) -> int:
+        """Append a log line; the number kept, or -1 (no job)."""
+        return int(await self._call("log", self._prefix, job_id, line, max_lines))
+
+    async def state(self, job_id: str) -> str:
+        """The job's state name, 'unknown' if there is no such job."""
+        return _s(await self._call("state", self._prefix, job_id))
+
+    async def counts(self) -> list[int]:
+        """[waiting, active, completed, failed, delayed, paused, prioritized]."""
+        return [int(x) for x in await self._call("counts")]
+
+    async def pause(self, paused: bool, *, events_max_len: int) -> bool:
+        """Pause or resume; True when the state changed."""
+        return bool(await self._call("pause", events_max_len, "1" if paused else "0"))
+
+    async def promote(self, job_id: str, *, events_max_len: int) -> int:
+        """Promote a delayed job; 1, -1 (no job) or -3 (not delayed)."""
+        return int(await self._call("promote", self._prefix, events_max_len, job_id))
+
+    async def retry(self, job_id: str, limit: int, *, events_max_len: int) -> int:
+        """Retry one failed job (id) or up to ``limit`` of them (id '')."""
+        return int(await self._call("retry", self._prefix, events_max_len, job_id, limit))
+
+    async def remove(self, job_id: str, *, events_max_len: int) -> int:
+        """Remove a job; 1, -1 (no job) or -3 (active)."""
+        return int(await self._call("remove", self._prefix, events_max_len, job_id))
+
+    async def drain(self, delayed: bool, batch: int, *, events_max_len: int) -> int:
+        """Delete up to ``batch`` waiting (and delayed) jobs."""
+        return int(
+            await self._call("drain", self._prefix, events_max_len, "1" if delayed else "0", batch)
+        )
+
+    async def clean(
+        self, state: str, grace_ms: int, limit: int, *, events_max_len: int
+    ) -> list[str]:
+        """Delete up to ``limit`` jobs of ``state`` older than ``grace_ms``."""
+        raw = await self._call("clean", self._prefix, events_max_len, state, grace_ms, limit)
+        return [_s(x) for x in raw]
+
+    async def obliterate(self, force: bool, batch: int) -> int:
+        """Delete a batch of the queue; jobs deleted, 0 when done, -4 if active jobs block it."""
+        return int(await self._call("obliterate", self._prefix, "1" if force else "0", batch))

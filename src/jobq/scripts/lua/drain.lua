@@ -1,0 +1,28 @@
+-- drain: delete up to ARGV[4] waiting jobs (and delayed ones when asked).
+-- Called repeatedly until it returns 0, so the server never blocks for long.
+-- KEYS: the queue's standard keys (see includes/common.lua).
+-- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] '1' delayed too
+-- ARGV[4] batch size
+-- Returns the number of jobs deleted by this call.
+--@include common
+local prefix, batch = ARGV[1], tonumber(ARGV[4])
+local removed = 0
+local function take(ids)
+  for _, id in ipairs(ids) do delete_job(prefix, id) end
+  removed = removed + #ids
+end
+local plain = redis.call('LRANGE', K_WAIT, -batch, -1)
+if #plain > 0 then
+  redis.call('LTRIM', K_WAIT, 0, -(#plain + 1))
+  take(plain)
+end
+if removed < batch then
+  local p = redis.call('ZRANGE', K_PRIO, 0, batch - removed - 1)
+  if #p > 0 then redis.call('ZREM', K_PRIO, unpack(p)); take(p) end
+end
+if removed < batch and ARGV[3] == '1' then
+  local d = redis.call('ZRANGE', K_DELAYED, 0, batch - removed - 1)
+  if #d > 0 then redis.call('ZREM', K_DELAYED, unpack(d)); take(d) end
+end
+if removed == 0 then emit(tonumber(ARGV[2]), 'e', 'drained') end
+return removed

@@ -1,0 +1,104 @@
+-- Claim up to `count` jobs for one worker: promote due delayed jobs, recover
+-- expired leases, honour pause and the rate limit, then pop prioritised jobs
+-- before plain ones. Needs: common.lua, recover.lua
+-- Returns { next_wake_ms, limited_ms, {stalled_failed_ids}, job, job, ... }
+-- where each job is { id, token, name, data, opts, priority, attempts_made,
+-- attempts_started, created, delay, progress, errors, stalls }.
+-- next_wake_ms: ms until the next delayed job is due or lease runs out, -1 none.
+local JOB_FIELDS = {'n', 'd', 'o', 'p', 'a', 'as', 't', 'dl', 'pg', 'er', 's'}
+
+local function promote_due(prefix, now, maxlen)
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', K_DELAYED, id)
+    enqueue(prefix .. id, id, false)
+    emit(maxlen, 'e', 'waiting', 'id', id)
+  end
+  return #due
+end
+
+local function next_wake(now)
+  local best = -1
+  local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  if d[2] then best = math.max(0, tonumber(d[2]) - now) end
+  local a = redis.call('ZRANGE', K_ACTIVE, 0, 0, 'WITHSCORES')
+  if a[2] then
+    local w = math.max(0, tonumber(a[2]) - now + 1)
+    if best < 0 or w < best then best = w end
+  end
+  return best
+end
+
+local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, maxlen, worker)
+  promote_due(prefix, now, maxlen)
+  local stalled_failed = recover_expired(prefix, now, max_stalled, maxlen)
+  local out = {0, 0, stalled_failed}
+  if count <= 0 or is_paused() then
+    out[1] = next_wake(now)
+    return out
+  end
+  local cur = redis.call('GET', K_LIMITER)
+  if cur then
+    cur = tonumber(cur)
+    if cur >= RATE_LIMITED_FLAG or (lim_max > 0 and cur >= lim_max) then
+      local ttl = redis.call('PTTL', K_LIMITER)
+      if ttl < 0 then
+        -- A counter without a TTL would block the queue for ever.
+        redis.call('PEXPIRE', K_LIMITER, math.max(lim_dur, 1))
+        ttl = math.max(lim_dur, 1)
+      end
+      out[1] = next_wake(now)
+      out[2] = ttl
+      return out
+    end
+    if lim_max > 0 then count = math.min(count, lim_max - cur) end
+  elseif lim_max > 0 then
+    count = math.min(count, lim_max)
+  end
+
+  local ids = {}
+  local popped = redis.call('ZPOPMIN', K_PRIO, count)
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  if #ids < count then
+    local plain = redis.call('RPOP', K_WAIT, count - #ids)
+    if plain then
+      for _, id in ipairs(plain) do ids[#ids + 1] = id end
+    end
+  end
+
+  local deadline = now + lease
+  local claimed = 0
+  for _, id in ipairs(ids) do
+    local jobkey = prefix .. id
+    local f = redis.call('HMGET', jobkey, unpack(JOB_FIELDS))
+    if f[1] then
+      claimed = claimed + 1
+      redis.call('ZADD', K_ACTIVE, deadline, id)
+      local token = redis.call('HINCRBY', jobkey, 'tk', 1)
+      local started = redis.call('HINCRBY', jobkey, 'as', 1)
+      redis.call('HSET', jobkey, 'pt', now)
+      f[6] = started
+      out[#out + 1] = {id, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]}
+      emit(maxlen, 'e', 'active', 'id', id, 'w', worker)
+    else
+      -- The id points at no job hash (deleted by hand): drop it, tell watchers.
+      emit(maxlen, 'e', 'error', 'id', id, 'reason', 'job id in queue without a job record')
+    end
+  end
+
+  if claimed > 0 and lim_max > 0 then
+    if redis.call('INCRBY', K_LIMITER, claimed) == claimed then
+      redis.call('PEXPIRE', K_LIMITER, lim_dur)
+    end
+  end
+  if #ids > 0 then
+    if redis.call('LLEN', K_WAIT) > 0 or redis.call('ZCARD', K_PRIO) > 0 then
+      -- More work remains: pass the wake-up on to another idle worker.
+      wake_workers()
+    else
+      emit(maxlen, 'e', 'drained')
+    end
+  end
+  out[1] = next_wake(now)
+  return out
+end

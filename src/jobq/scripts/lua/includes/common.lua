@@ -1,0 +1,109 @@
+-- Shared helpers; included at the top of every script.
+-- KEYS (the same, in this order, for every script):
+--   1 wait      LIST  plain job ids (LPUSH in, RPOP out)
+--   2 prio      ZSET  prioritised job ids, score priority * 2^32 + order
+--   3 delayed   ZSET  id -> due time (server ms)
+--   4 active    ZSET  id -> lease deadline (server ms)
+--   5 completed ZSET  id -> finished time
+--   6 failed    ZSET  id -> finished time
+--   7 meta      HASH  paused flag ("paused"), priority order counter ("pc")
+--   8 events    STREAM, capped
+--   9 marker    ZSET  a single member whose arrival wakes a blocked worker
+--  10 limiter   STRING counter of jobs started in the current rate-limit window
+--  11 id        STRING counter for generated ids
+--  12 mc        HASH  minute -> completed count
+--  13 mf        HASH  minute -> failed count
+--  14 workers   ZSET  worker id -> alive until (server ms)
+-- Job hash fields: n name, d data, o options, t created, p priority, dl delay,
+--   a attempts made, as attempts started, s stall count, tk fencing token,
+--   pt processed (claimed) at, ft finished at, rv return value, fr failure
+--   reason, er per-attempt errors (JSON), pg progress.
+
+local K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_COMPLETED, K_FAILED, K_META, K_EVENTS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_MARKER, K_LIMITER, K_ID, K_MC, K_MF = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local K_WORKERS = KEYS[14]
+
+local RATE_LIMITED_FLAG = 1000000000000000
+local PRIO_SHIFT = 4294967296 -- 2^32
+local ORDER_MID = 2147483648 -- 2^31
+
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Append an event to the capped stream; maxlen 0 turns events off.
+local function emit(maxlen, ...)
+  if maxlen > 0 then
+    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', ...)
+  end
+end
+
+-- Put a job where a worker will find it. front=true serves it next.
+local function enqueue(jobkey, id, front)
+  local prio = redis.call('HGET', jobkey, 'p')
+  if prio then
+    local c = redis.call('HINCRBY', K_META, 'pc', 1) % ORDER_MID
+    local order = front and (ORDER_MID - c) or (ORDER_MID + c)
+    redis.call('ZADD', K_PRIO, tonumber(prio) * PRIO_SHIFT + order, id)
+  elseif front then
+    redis.call('RPUSH', K_WAIT, id)
+  else
+    redis.call('LPUSH', K_WAIT, id)
+  end
+end
+
+local function wake_workers()
+  redis.call('ZADD', K_MARKER, 0, '0')
+end
+
+local function is_paused()
+  return redis.call('HEXISTS', K_META, 'paused') == 1
+end
+
+local function delete_job(prefix, id)
+  redis.call('DEL', prefix .. id, prefix .. id .. ':logs')
+end
+
+-- Count finished jobs per minute for a bounded window of minutes.
+local function count_minute(key, now, n, window)
+  if n <= 0 or window <= 0 then return end
+  local minute = math.floor(now / 60000)
+  redis.call('HINCRBY', key, minute, n)
+  if redis.call('HLEN', key) > window + 5 then
+    local fields = redis.call('HKEYS', key)
+    for _, f in ipairs(fields) do
+      if tonumber(f) <= minute - window then redis.call('HDEL', key, f) end
+    end
+  end
+end
+
+-- Trim a finished set to its retention: count (-1 = any), age ms (-1 = any).
+local function keep_trim(setkey, prefix, now, count, age)
+  if count > 0 then
+    local over = redis.call('ZCARD', setkey) - count
+    if over > 0 then
+      local old = redis.call('ZRANGE', setkey, 0, over - 1)
+      for _, id in ipairs(old) do delete_job(prefix, id) end
+      redis.call('ZREMRANGEBYRANK', setkey, 0, over - 1)
+    end
+  end
+  if age > 0 then
+    local old = redis.call('ZRANGEBYSCORE', setkey, '-inf', now - age, 'LIMIT', 0, 100)
+    if #old > 0 then
+      for _, id in ipairs(old) do delete_job(prefix, id) end
+      redis.call('ZREM', setkey, unpack(old))
+    end
+  end
+end
+
+-- Record a finished job in its set (or delete it at once), then trim the set.
+local function finish_into(setkey, prefix, id, now, count, age)
+  if count == 0 then
+    delete_job(prefix, id)
+  else
+    redis.call('ZADD', setkey, now, id)
+    keep_trim(setkey, prefix, now, count, age)
+  end
+end

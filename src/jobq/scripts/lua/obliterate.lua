@@ -1,0 +1,31 @@
+-- obliterate: delete the queue and all its jobs, a batch per call.
+-- KEYS: the queue's standard keys (see includes/common.lua).
+-- ARGV[1] job key prefix   ARGV[2] '1' force (even with active jobs)   ARGV[3] batch
+-- Returns the number of jobs deleted by this call (call again until 0), or
+-- -4 when jobs are active and force was not given.
+--@include common
+local prefix, batch = ARGV[1], tonumber(ARGV[3])
+if ARGV[2] ~= '1' and redis.call('ZCARD', K_ACTIVE) > 0 then return -4 end
+-- Pause first so no worker claims while we delete.
+redis.call('HSET', K_META, 'paused', '1')
+local removed = 0
+local plain = redis.call('LRANGE', K_WAIT, -batch, -1)
+if #plain > 0 then
+  redis.call('LTRIM', K_WAIT, 0, -(#plain + 1))
+  for _, id in ipairs(plain) do delete_job(prefix, id) end
+  removed = removed + #plain
+end
+for _, set in ipairs({K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED}) do
+  if removed >= batch then break end
+  local ids = redis.call('ZRANGE', set, 0, batch - removed - 1)
+  if #ids > 0 then
+    redis.call('ZREM', set, unpack(ids))
+    for _, id in ipairs(ids) do delete_job(prefix, id) end
+    removed = removed + #ids
+  end
+end
+if removed == 0 then
+  redis.call('DEL', K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED, K_META,
+    K_EVENTS, K_MARKER, K_LIMITER, K_ID, K_MC, K_MF, K_WORKERS)
+end
+return removed

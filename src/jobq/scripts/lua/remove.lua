@@ -1,0 +1,14 @@
+-- remove: delete one job that is not running.
+-- KEYS: the queue's standard keys (see includes/common.lua).
+-- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] job id
+-- Returns 1, or -1 no such job, -3 the job is active (a worker holds it).
+--@include common
+local prefix, id = ARGV[1], ARGV[3]
+if redis.call('EXISTS', prefix .. id) == 0 then return -1 end
+if redis.call('ZSCORE', K_ACTIVE, id) then return -3 end
+local gone = redis.call('ZREM', K_PRIO, id) + redis.call('ZREM', K_DELAYED, id) +
+  redis.call('ZREM', K_COMPLETED, id) + redis.call('ZREM', K_FAILED, id)
+if gone == 0 then redis.call('LREM', K_WAIT, 1, id) end
+delete_job(prefix, id)
+emit(tonumber(ARGV[2]), 'e', 'removed', 'id', id)
+return 1

@@ -1,0 +1,703 @@
+"""The Worker: claims jobs, runs a processor on them, reports the outcome.
+
+How a worker moves (one asyncio task each):
+
+- the *main loop* reports finished attempts in batches and claims new jobs in
+  the same call, as many as there are free slots;
+- the *marker loop* blocks on the queue's marker key while the worker is idle,
+  so an added job wakes it at once (no polling);
+- the *heartbeat* renews the leases of all running jobs in one call.
+
+Delivery is at least once: a job's lease lives in Redis, and an attempt is
+only accepted with the fencing token its claim received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import json
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import serialization
+from .errors import (
+    JobStalledError,
+    JobTimeoutError,
+    PayloadError,
+    RateLimitedError,
+    UnrecoverableError,
+)
+from .job import AttemptError, Job
+from .options import KeepJobs, RateLimit, WorkerOptions
+from .queue import ConnectionLike, Queue
+from .scripts import ClaimedJob, ClaimReply, FinishItem
+
+__all__ = ["BackoffStrategy", "ChildJob", "FailedJobHandler", "Processor", "Worker"]
+
+log = logging.getLogger("jobq.worker")
+
+Processor = Callable[[Job], Awaitable[Any]] | Callable[[Job], Any]
+FailedJobHandler = Callable[[Job, BaseException], Awaitable[None] | None]
+BackoffStrategy = Callable[[int, BaseException, Job], int | float | timedelta]
+
+_NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_MAX_STACK = 8_000
+_MAX_KEPT_ERRORS = 25
+
+
+@dataclass(frozen=True, slots=True)
+class ChildJob:
+    """What a processor running in a child process sees of its job."""
+
+    id: str
+    name: str
+    data: Any
+    queue_name: str
+    attempts_made: int
+
+
+def _run_in_child(processor: Callable[[ChildJob], Any], job: ChildJob) -> bytes:
+    """Entry point in the child process: run, then encode the result there."""
+    return serialization.encode(processor(job), limit=None, what="return value")
+
+
+@dataclass(slots=True)
+class _Running:
+    job: Job
+    task: asyncio.Task[None] | None = None
+    abandoned: bool = False
+    cancelled_by_worker: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+def _keep(k: KeepJobs) -> tuple[int, int]:
+    count, age = k.to_json()
+    return count, age
+
+
+class Worker:
+    """Runs ``processor`` on the jobs of queue ``name``.
+
+    ``processor`` may be ``async def`` (run on the event loop) or a plain
+    ``def`` (run in a thread pool, or in child processes with
+    ``processes=N``, for CPU-heavy work). Its return value is stored as the
+    job's result; raising spends an attempt (see :class:`~jobq.JobOptions`),
+    :class:`~jobq.UnrecoverableError` fails the job at once, and
+    :class:`~jobq.RateLimitedError` puts it back without spending one.
+
+    ``await worker.run()`` works until :meth:`close` or SIGTERM/SIGINT.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        processor: Processor,
+        *,
+        connection: ConnectionLike = None,
+        prefix: str | None = None,
+        options: WorkerOptions | None = None,
+        concurrency: int | None = None,
+        limiter: RateLimit | None = None,
+        failed_job_handler: FailedJobHandler | None = None,
+        backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
+        max_payload_bytes: int | None = serialization.DEFAULT_LIMIT,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        opts = options or WorkerOptions()
+        overrides: dict[str, Any] = {}
+        if concurrency is not None:
+            overrides["concurrency"] = concurrency
+        if limiter is not None:
+            overrides["limiter"] = limiter
+        if overrides:
+            opts = WorkerOptions(**{**_fields(opts), **overrides})
+        self.options = opts
+        self.processor = processor
+        self.failed_job_handler = failed_job_handler
+        self.backoff_strategies = dict(backoff_strategies or {})
+        self.install_signal_handlers = install_signal_handlers
+        self.queue = Queue(
+            name,
+            connection=connection,
+            prefix=prefix,
+            max_payload_bytes=max_payload_bytes,
+            events_max_len=opts.events_max_len,
+        )
+        self.name = name
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._is_async = inspect.iscoroutinefunction(processor) or inspect.iscoroutinefunction(
+            getattr(processor, "__call__", None)  # noqa: B004 - async callables too
+        )
+        if opts.processes and self._is_async:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                "processes=N runs a plain def processor in child processes; "
+                f"{getattr(processor, '__name__', processor)!r} is async"
+            )
+        self._running: dict[str, _Running] = {}
+        self._results: list[tuple[FinishItem, Job, BaseException | None]] = []
+        self._wake = asyncio.Event()
+        self._marker_gate = asyncio.Event()
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._started = False
+        self._maybe_work = True
+        self._wake_at: float | None = None
+        self._limited_until = 0.0
+        self._grace_cut = asyncio.Event()
+        self._bclient: Redis | None = None
+        self._thread_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._outage_since: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self._limiter_max = opts.limiter.max if opts.limiter else 0
+        self._limiter_ms = opts.limiter.duration_ms if opts.limiter else 0
+        self.jobs_processed = 0
+        self.jobs_failed = 0
+
+    # -- public ------------------------------------------------------------
+    @property
+    def running(self) -> int:
+        """Jobs running now."""
+        return len(self._running)
+
+    @property
+    def closing(self) -> bool:
+        """True once close has begun."""
+        return self._closing
+
+    async def run(self) -> None:
+        """Work until closed or signalled; returns after a graceful shutdown."""
+        if self._started:
+            raise RuntimeError(f"worker {self.id} for queue {self.name!r} was already started")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        await self.queue.open()
+        self._bclient = self.queue.blocking_client(self.options.block_ms / 1000)
+        if not self._is_async:
+            if self.options.processes:
+                self._process_pool = self._new_process_pool()
+            else:
+                self._thread_pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.options.threads or self.options.concurrency,
+                    thread_name_prefix=f"jobq-{self.name}",
+                )
+        installed = self._install_signals()
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="jobq-heartbeat")
+        marker = asyncio.create_task(self._marker_loop(), name="jobq-marker")
+        log.info(
+            "worker %s started on queue %r (concurrency %d)",
+            self.id,
+            self.name,
+            self.options.concurrency,
+        )
+        try:
+            await self._main_loop()
+        finally:
+            marker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
+                await marker
+            try:
+                await self._drain_running()
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
+                    await heartbeat
+                for sig in installed:
+                    self._loop.remove_signal_handler(sig)
+                await self._release()
+                self._closed.set()
+                log.info("worker %s stopped", self.id)
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop claiming now; let running jobs finish within the grace period
+        (seconds; default the worker's ``shutdown_grace``), hand back the rest."""
+        if grace is not None and grace <= 0:
+            self._grace_cut.set()
+        elif grace is not None:
+            self._grace_override = grace
+        self._closing = True
+        self._stop.set()
+        self._wake.set()
+        self._marker_gate.set()
+        if self._started:
+            await self._closed.wait()
+
+    _grace_override: float | None = None
+
+    # -- main loop -----------------------------------------------------------
+    async def _main_loop(self) -> None:
+        assert self._loop is not None
+        failures = 0
+        opts = self.options
+        while not self._closing:
+            free = opts.concurrency - len(self._running)
+            now = self._loop.time()
+            limited = now < self._limited_until
+            want = free if free > 0 and not limited else 0
+            batch = self._results
+            if batch or (want > 0 and self._maybe_work):
+                self._results = []
+                try:
+                    reply = await self._report_and_claim(batch, want)
+                except _NETWORK_ERRORS as exc:
+                    self._results = batch + self._results
+                    failures = await self._network_pause(failures, exc)
+                    continue
+                if failures:
+                    self._recovered()
+                    failures = 0
+                if reply is not None:
+                    self._on_claim(reply, want)
+                continue
+            # Idle: nothing to report and nothing known to claim.
+            self._wake.clear()
+            timeout: float | None = None
+            if limited:
+                timeout = self._limited_until - now
+            elif self._wake_at is not None:
+                timeout = max(0.0, self._wake_at - now)
+            if want > 0 or free > 0:
+                self._marker_gate.set()
+            else:
+                self._marker_gate.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                self._wake_at = None
+                self._maybe_work = True
+
+    async def _report_and_claim(
+        self, batch: list[tuple[FinishItem, Job, BaseException | None]], want: int
+    ) -> ClaimReply | None:
+        o = self.options
+        scripts = self.queue.scripts
+        if not batch:
+            return await scripts.claim(
+                count=want,
+                lease_ms=o.lease_ms,
+                max_stalled=o.max_stalled,
+                limiter_max=self._limiter_max,
+                limiter_ms=self._limiter_ms,
+                worker_id=self.id,
+                events_max_len=o.events_max_len,
+            )
+        codes, reply = await scripts.finish(
+            [b[0] for b in batch],
+            claim_count=want,
+            lease_ms=o.lease_ms,
+            max_stalled=o.max_stalled,
+            limiter_max=self._limiter_max,
+            limiter_ms=self._limiter_ms,
+            worker_id=self.id,
+            events_max_len=o.events_max_len,
+            metrics_minutes=o.metrics_minutes,
+        )
+        for (item, job, exc), code in zip(batch, codes, strict=True):
+            if code != 1:
+                log.warning(
+                    "job %s of queue %r: outcome %r refused, the lease was lost "
+                    "(another worker owns the job now)",
+                    item.id,
+                    self.name,
+                    item.kind,
+                )
+            elif item.kind == "f" and exc is not None:
+                self._spawn_handler(job, exc)
+        return reply
+
+    def _on_claim(self, reply: ClaimReply, want: int) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        self._wake_at = None if reply.next_wake_ms < 0 else now + reply.next_wake_ms / 1000
+        if reply.limited_ms > 0:
+            self._limited_until = now + reply.limited_ms / 1000
+        for cj in reply.jobs:
+            self._start(cj)
+        self._maybe_work = want > 0 and len(reply.jobs) >= want
+        for job_id in reply.stalled_failed:
+            self._spawn_stalled_handler(job_id)
+
+    # -- marker and heartbeat ----------------------------------------------
+    async def _marker_loop(self) -> None:
+        assert self._bclient is not None
+        failures = 0
+        block = self.options.block_ms / 1000
+        marker = self.queue.keys.marker
+        while not self._closing:
+            await self._marker_gate.wait()
+            if self._closing:
+                return
+            try:
+                popped = await self._bclient.bzpopmin(marker, block)
+            except _NETWORK_ERRORS as exc:
+                failures = await self._network_pause(failures, exc)
+                continue
+            failures = 0
+            if popped is None:
+                continue
+            if len(self._running) >= self.options.concurrency:
+                # Full since we blocked: pass the wake-up on to another worker.
+                with contextlib.suppress(*_NETWORK_ERRORS):
+                    await self.queue.client.zadd(marker, {"0": 0})
+                continue
+            self._marker_gate.clear()
+            self._maybe_work = True
+            self._wake.set()
+
+    async def _heartbeat_loop(self) -> None:
+        o = self.options
+        interval = o.lease_ms / 3000
+        while True:
+            pairs = [(j, r.job.token or "") for j, r in self._running.items() if not r.abandoned]
+            try:
+                renewed, stalled_failed = await self.queue.scripts.extend(
+                    pairs,
+                    lease_ms=o.lease_ms,
+                    max_stalled=o.max_stalled,
+                    worker_id=self.id,
+                    events_max_len=o.events_max_len,
+                )
+            except _NETWORK_ERRORS as exc:
+                log.debug("heartbeat of worker %s failed: %s", self.id, exc)
+                await asyncio.sleep(min(interval, 1.0))
+                continue
+            for (jid, _), ok in zip(pairs, renewed, strict=True):
+                r = self._running.get(jid)
+                if not ok and r is not None and not r.job.lease_lost:
+                    r.job.lease_lost = True
+                    log.warning(
+                        "job %s of queue %r: lease lost while running; its result will be "
+                        "refused (another worker may run it)",
+                        jid,
+                        self.name,
+                    )
+            for job_id in stalled_failed:
+                self._spawn_stalled_handler(job_id)
+            await asyncio.sleep(interval)
+
+    # -- running jobs --------------------------------------------------------
+    def _start(self, cj: ClaimedJob) -> None:
+        job = self._job_from_claim(cj)
+        run = _Running(job)
+        self._running[job.id] = run
+        run.task = asyncio.create_task(self._execute(run), name=f"jobq-job-{job.id}")
+
+    def _job_from_claim(self, cj: ClaimedJob) -> Job:
+        corrupt: str | None = None
+        data: Any = None
+        try:
+            data = serialization.decode(cj.data, what=f"job {cj.id} data")
+        except serialization.SerializationError as exc:
+            corrupt = str(exc)
+        try:
+            opts = Job.decode_options(cj.opts, cj.priority, cj.delay)
+            errors = Job.decode_errors(cj.errors)
+        except (ValueError, TypeError, KeyError) as exc:
+            from .options import JobOptions
+
+            corrupt = corrupt or f"job {cj.id}: corrupt options: {exc}"
+            opts, errors = JobOptions(), []
+        progress: Any = 0
+        if cj.progress:
+            with contextlib.suppress(ValueError):
+                progress = json.loads(cj.progress)
+        job = Job(
+            self.queue,
+            cj.id,
+            cj.name,
+            data,
+            opts,
+            timestamp=cj.created,
+            attempts_made=cj.attempts_made,
+            attempts_started=cj.attempts_started,
+            stalls=cj.stalls,
+            progress=progress,
+            errors=errors,
+            processed_on=None,
+            token=cj.token,
+            corrupt_reason=corrupt,
+        )
+        job._loop = self._loop
+        return job
+
+    async def _execute(self, run: _Running) -> None:
+        job = run.job
+        exc_out: BaseException | None = None
+        item: FinishItem
+        try:
+            try:
+                if job.corrupt_reason is not None:
+                    raise UnrecoverableError(f"corrupt record: {job.corrupt_reason}")
+                result = await self._invoke(job)
+                if isinstance(result, bytes) and self.options.processes:
+                    encoded = result  # already encoded in the child
+                else:
+                    try:
+                        encoded = serialization.encode(
+                            result, limit=self.queue.max_payload_bytes, what="return value"
+                        )
+                    except PayloadError as exc:
+                        raise UnrecoverableError(
+                            f"the return value cannot be stored: {exc}"
+                        ) from exc
+                count, age = _keep(job.options.keep_completed)
+                item = FinishItem(job.id, job.token or "", "c", encoded, b"", 0, count, age)
+                self.jobs_processed += 1
+            except RateLimitedError as exc:
+                item = FinishItem(job.id, job.token or "", "l", b"", b"", exc.delay_ms)
+            except asyncio.CancelledError as exc:
+                if run.cancelled_by_worker:
+                    return  # the shutdown hands this job back itself
+                item, exc_out = self._failure(job, exc)
+            except BaseException as exc:  # a job must never stay active
+                item, exc_out = self._failure(job, exc)
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    log.error(
+                        "processor of job %s raised %s; the worker shuts down",
+                        job.id,
+                        type(exc).__name__,
+                    )
+                    self._background_task(self.close())
+        finally:
+            self._running.pop(job.id, None)
+        if not run.abandoned:
+            self._results.append((item, job, exc_out))
+            self._wake.set()
+
+    async def _invoke(self, job: Job) -> Any:
+        timeout = job.options.timeout_ms
+        loop = asyncio.get_running_loop()
+        call: Awaitable[Any]
+        if self._is_async:
+            call = self.processor(job)
+        elif self._process_pool is not None:
+            child = ChildJob(job.id, job.name, job.data, job.queue_name, job.attempts_made)
+            fn: Any = self.processor
+            call = loop.run_in_executor(self._process_pool, _run_in_child, fn, child)
+        else:
+            call = loop.run_in_executor(self._thread_pool, self.processor, job)
+        try:
+            if timeout is None:
+                return await call
+            try:
+                return await asyncio.wait_for(call, timeout / 1000)
+            except TimeoutError as exc:
+                raise JobTimeoutError(
+                    f"job {job.id} ({job.name!r}) ran longer than its timeout of {timeout} ms"
+                ) from exc
+        except concurrent.futures.process.BrokenProcessPool as exc:
+            self._replace_broken_pool()
+            raise RuntimeError(f"the child process running job {job.id} died") from exc
+
+    def _failure(self, job: Job, exc: BaseException) -> tuple[FinishItem, BaseException | None]:
+        attempt = job.attempts_made + 1
+        reason = str(exc) or type(exc).__name__
+        stack = "".join(traceback.format_exception(exc))[-_MAX_STACK:]
+        err = AttemptError(attempt, reason, type(exc).__name__, stack, int(time.time() * 1000))
+        job.errors.append(err)
+        errors = json.dumps([e.to_json() for e in job.errors[-_MAX_KEPT_ERRORS:]]).encode()
+        final = isinstance(exc, UnrecoverableError) or attempt >= job.options.attempts
+        if final:
+            self.jobs_failed += 1
+            count, age = _keep(job.options.keep_failed)
+            return FinishItem(job.id, job.token or "", "f", reason, errors, 0, count, age), exc
+        delay = self._backoff_ms(job, attempt, exc)
+        return FinishItem(job.id, job.token or "", "r", reason, errors, delay), None
+
+    def _backoff_ms(self, job: Job, attempt: int, exc: BaseException) -> int:
+        b = job.options.backoff
+        if b is None:
+            return 0
+        ms = b.compute(attempt)
+        if ms is not None:
+            return ms
+        strategy = self.backoff_strategies.get(b.type)
+        if strategy is None:
+            log.error(
+                "job %s: backoff strategy %r is not registered on this worker "
+                "(Worker(backoff_strategies={%r: fn})); waiting %d ms instead",
+                job.id,
+                b.type,
+                b.type,
+                b.delay,
+            )
+            return b.delay
+        value = strategy(attempt, exc, job)
+        if isinstance(value, timedelta):
+            return max(0, int(value.total_seconds() * 1000))
+        return max(0, int(value))
+
+    # -- failure hooks ---------------------------------------------------------
+    def _spawn_handler(self, job: Job, exc: BaseException) -> None:
+        if self.failed_job_handler is not None:
+            self._background_task(self._call_handler(job, exc))
+
+    def _spawn_stalled_handler(self, job_id: str) -> None:
+        if self.failed_job_handler is None:
+            return
+
+        async def fetch_and_call() -> None:
+            job = await self.queue.get_job(job_id)
+            if job is not None:
+                await self._call_handler(job, JobStalledError(job.failed_reason or "stalled"))
+
+        self._background_task(fetch_and_call())
+
+    async def _call_handler(self, job: Job, exc: BaseException) -> None:
+        handler = self.failed_job_handler
+        assert handler is not None
+        try:
+            result = handler(job, exc)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("failed_job_handler raised for job %s of queue %r", job.id, self.name)
+
+    # -- shutdown ----------------------------------------------------------
+    async def _drain_running(self) -> None:
+        """Let running jobs finish within the grace period, then hand back the rest."""
+        grace = self._grace_override
+        if grace is None:
+            grace = self.options.grace_ms / 1000
+        deadline = time.monotonic() + grace
+        while self._running and not self._grace_cut.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            tasks = {r.task for r in self._running.values() if r.task is not None}
+            cut = asyncio.create_task(self._grace_cut.wait())
+            await asyncio.wait({*tasks, cut}, timeout=remaining, return_when="FIRST_COMPLETED")
+            cut.cancel()
+            await self._flush_final([])
+        handback: list[tuple[FinishItem, Job, BaseException | None]] = []
+        for run in list(self._running.values()):
+            run.abandoned = True
+            run.cancelled_by_worker = True
+            if run.task is not None:
+                run.task.cancel()
+            handback.append((FinishItem(run.job.id, run.job.token or "", "h"), run.job, None))
+        if handback:
+            log.info(
+                "worker %s hands %d unfinished job(s) back to queue %r",
+                self.id,
+                len(handback),
+                self.name,
+            )
+        await self._flush_final(handback)
+
+    async def _flush_final(
+        self, extra: list[tuple[FinishItem, Job, BaseException | None]]
+    ) -> None:
+        batch, self._results = self._results + extra, []
+        if not batch:
+            return
+        for attempt in range(5):
+            try:
+                await self._report_and_claim(batch, 0)
+                return
+            except _NETWORK_ERRORS as exc:
+                if attempt == 4:
+                    log.error(
+                        "worker %s could not report %d outcome(s) at shutdown (%s); "
+                        "their leases will expire and other workers will run them again",
+                        self.id,
+                        len(batch),
+                        exc,
+                    )
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _release(self) -> None:
+        if self._thread_pool is not None:
+            self._thread_pool.shutdown(wait=False, cancel_futures=True)
+        if self._process_pool is not None:
+            self._process_pool.shutdown(wait=False, cancel_futures=True)
+        if self._bclient is not None:
+            await self._bclient.aclose()
+        with contextlib.suppress(*_NETWORK_ERRORS):
+            await self.queue.client.zrem(self.queue.keys.workers, self.id)
+        await self.queue.close()
+
+    def _install_signals(self) -> list[signal.Signals]:
+        in_main = threading.current_thread() is threading.main_thread()
+        if not self.install_signal_handlers or not in_main:
+            return []
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                continue
+            installed.append(sig)
+        return installed
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._closing:
+            log.warning("second %s: handing running jobs back now", sig.name)
+            self._grace_cut.set()
+            return
+        log.info("%s received: worker %s stops claiming and finishes its jobs", sig.name, self.id)
+        self._background_task(self.close())
+
+    def _background_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- helpers -----------------------------------------------------------
+    async def _network_pause(self, failures: int, exc: BaseException) -> int:
+        if failures == 0:
+            self._outage_since = time.monotonic()
+            log.warning("worker %s lost Redis (%s); reconnecting", self.id, exc)
+        # Full jitter, capped: many workers must not reconnect in lockstep.
+        delay = random.uniform(0, min(5.0, 0.05 * (2**failures)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+        return failures + 1
+
+    def _recovered(self) -> None:
+        if self._outage_since is not None:
+            log.info(
+                "worker %s reconnected after %.1f s", self.id, time.monotonic() - self._outage_since
+            )
+            self._outage_since = None
+
+    def _new_process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.options.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+        )
+
+    def _replace_broken_pool(self) -> None:
+        old = self._process_pool
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=False)
+        self._process_pool = self._new_process_pool()
+
+
+def _fields(opts: WorkerOptions) -> dict[str, Any]:
+    return {name: getattr(opts, name) for name in opts.__dataclass_fields__}
