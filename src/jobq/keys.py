@@ -98,4 +98,3 @@ class QueueKeys:
     def logs(self, job_id: str) -> str:
         """The list holding one job's log lines."""
         return self.job_prefix + job_id + ":logs"
-

@@ -407,4 +407,3 @@ class Queue:
             stack = job.errors[-1].stacktrace if job and job.errors else None
             raise JobFailedError(job_id, reason, stack)
         return None
-

@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from uuid import UUID
 
 from .errors import PayloadTooLargeError, SerializationError
@@ -63,8 +63,7 @@ MAX_DEPTH: Final = 200
 """Deepest nesting of lists and dicts that :func:`encode` accepts."""
 
 _SUPPORTED: Final = (
-    "None, bool, int, float, str, list, tuple, dict with str keys, "
-    "Decimal, datetime, date and UUID"
+    "None, bool, int, float, str, list, tuple, dict with str keys, Decimal, datetime, date and UUID"
 )
 _HINTS: Final[dict[type, str]] = {
     set: "; use a list",
@@ -124,15 +123,20 @@ def _json_deeper_than(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     All C-speed byte operations; callers skip it when the number of brackets
     (an upper bound on the depth) is small.
     """
-    # Drop escaped backslashes, then escaped quotes: every '"' left delimits a string.
-    raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    raw = raw.translate(None, _KEEP_BRACKETS_AND_QUOTES)
-    skeleton = b"".join(raw.split(b'"')[::2]).translate(_BRACKETS_AS_PARENS)  # outside strings
+    if b"\\" in raw:  # drop escaped backslashes, then escaped quotes
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Now every '"' opens or closes a string. Keep only brackets and quotes, and
+    # drop quote pairs with nothing between them: that merges or removes strings
+    # without losing any bracket outside them.
+    skeleton = raw.translate(None, _KEEP_BRACKETS_AND_QUOTES).replace(b'""', b"")
+    if b'"' in skeleton:  # some string holds brackets: keep what is outside strings
+        skeleton = b"".join(skeleton.split(b'"')[::2])
+    skeleton = skeleton.translate(_BRACKETS_AS_PARENS)
     for _ in range(limit):
-        skeleton = skeleton.replace(b"()", b"")  # peel off the innermost level
         if not skeleton:
             return False
-    return True
+        skeleton = skeleton.replace(b"()", b"")  # peel off the innermost level
+    return bool(skeleton)
 
 
 def encode(value: object, *, limit: int | None = DEFAULT_LIMIT, what: str = "data") -> bytes:
@@ -176,7 +180,7 @@ def _decodes_back_to(text: str, value: object) -> bool:
         return False
 
 
-def _raise_too_large(size: int, limit: int, what: str) -> None:
+def _raise_too_large(size: int, limit: int, what: str) -> NoReturn:
     raise PayloadTooLargeError(
         f"{what}: encoded size is {size} bytes, over the limit of {limit} bytes; store "
         f"large blobs elsewhere and pass a reference, or raise the limit with "
@@ -192,7 +196,7 @@ def _encode_slow(value: object, what: str) -> bytes:
         raise SerializationError(f"{what}{path}: {problem}")
     try:
         return _ENCODER.encode(_rewritten(value)).encode("utf-8")
-    except (TypeError, ValueError, RecursionError) as exc:  # pragma: no cover - defensive
+    except (TypeError, ValueError, RecursionError) as exc:  # a misbehaving subclass, say
         raise SerializationError(f"{what}: cannot be encoded: {exc}") from exc
 
 
@@ -422,7 +426,9 @@ def decode(raw: bytes | str, *, what: str = "data") -> Any:
 
     ``what`` names the payload in error messages. Raises
     :class:`~jobq.errors.SerializationError` for bytes that are not UTF-8 or
-    text that is not JSON (a corrupt record).
+    text that is not JSON, NaN and Infinity included (a corrupt record). A
+    ``"$"``-keyed object that is not a valid tag (which :func:`encode` never
+    writes) is returned as a plain dict.
     """
     if isinstance(raw, str):
         text = raw

@@ -30,6 +30,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -205,6 +206,7 @@ class Worker:
                     thread_name_prefix=f"jobq-{self.name}",
                 )
         installed = self._install_signals()
+        await self._heartbeat_once()  # registers the worker as alive before it claims
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="jobq-heartbeat")
         marker = asyncio.create_task(self._marker_loop(), name="jobq-marker")
         log.info(
@@ -368,35 +370,41 @@ class Worker:
             self._wake.set()
 
     async def _heartbeat_loop(self) -> None:
-        o = self.options
-        interval = o.lease_ms / 3000
+        interval = self.options.lease_ms / 3000
+        wait = interval
         while True:
-            pairs = [(j, r.job.token or "") for j, r in self._running.items() if not r.abandoned]
+            await asyncio.sleep(wait)
             try:
-                renewed, stalled_failed = await self.queue.scripts.extend(
-                    pairs,
-                    lease_ms=o.lease_ms,
-                    max_stalled=o.max_stalled,
-                    worker_id=self.id,
-                    events_max_len=o.events_max_len,
-                )
+                await self._heartbeat_once()
+                wait = interval
             except _NETWORK_ERRORS as exc:
+                # Try again soon: the leases run out while we cannot reach Redis.
                 log.debug("heartbeat of worker %s failed: %s", self.id, exc)
-                await asyncio.sleep(min(interval, 1.0))
-                continue
-            for (jid, _), ok in zip(pairs, renewed, strict=True):
-                r = self._running.get(jid)
-                if not ok and r is not None and not r.job.lease_lost:
-                    r.job.lease_lost = True
-                    log.warning(
-                        "job %s of queue %r: lease lost while running; its result will be "
-                        "refused (another worker may run it)",
-                        jid,
-                        self.name,
-                    )
-            for job_id in stalled_failed:
-                self._spawn_stalled_handler(job_id)
-            await asyncio.sleep(interval)
+                wait = min(interval, 1.0)
+
+    async def _heartbeat_once(self) -> None:
+        """Renew the leases of all running jobs in one call."""
+        o = self.options
+        pairs = [(j, r.job.token or "") for j, r in self._running.items() if not r.abandoned]
+        renewed, stalled_failed = await self.queue.scripts.extend(
+            pairs,
+            lease_ms=o.lease_ms,
+            max_stalled=o.max_stalled,
+            worker_id=self.id,
+            events_max_len=o.events_max_len,
+        )
+        for (jid, _), ok in zip(pairs, renewed, strict=True):
+            r = self._running.get(jid)
+            if not ok and r is not None and not r.job.lease_lost:
+                r.job.lease_lost = True
+                log.warning(
+                    "job %s of queue %r: lease lost while running; its result will be "
+                    "refused (another worker may run it)",
+                    jid,
+                    self.name,
+                )
+        for job_id in stalled_failed:
+            self._spawn_stalled_handler(job_id)
 
     # -- running jobs --------------------------------------------------------
     def _start(self, cj: ClaimedJob) -> None:
@@ -508,7 +516,7 @@ class Worker:
                 raise JobTimeoutError(
                     f"job {job.id} ({job.name!r}) ran longer than its timeout of {timeout} ms"
                 ) from exc
-        except concurrent.futures.process.BrokenProcessPool as exc:
+        except BrokenProcessPool as exc:
             self._replace_broken_pool()
             raise RuntimeError(f"the child process running job {job.id} died") from exc
 
@@ -608,9 +616,7 @@ class Worker:
             )
         await self._flush_final(handback)
 
-    async def _flush_final(
-        self, extra: list[tuple[FinishItem, Job, BaseException | None]]
-    ) -> None:
+    async def _flush_final(self, extra: list[tuple[FinishItem, Job, BaseException | None]]) -> None:
         batch, self._results = self._results + extra, []
         if not batch:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -87,13 +88,20 @@ def test_find_server_binary_none_found(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- RedisServerProcess --------------------------------------------------------------
 
 
+def test_socket_lives_in_a_private_directory(server: RedisServerProcess) -> None:
+    assert server.socket_path is not None
+    sock = Path(server.socket_path)
+    assert sock.is_socket()
+    assert sock.parent.name.startswith("jobq-server-")
+    assert sock.stat().st_mode & 0o077 == 0  # unixsocketperm 700
+
+
 async def test_unix_socket_server_answers_ping(
     server: RedisServerProcess, client: redis.asyncio.Redis
 ) -> None:
     assert server.url.startswith("unix:///")
     assert server.socket_path is not None
     assert server.url == f"unix://{server.socket_path}"
-    assert Path(server.socket_path).is_socket()
     assert await client.ping() is True
     # No TCP listener, nothing persisted.
     assert await client.config_get("port") == {"port": "0"}
@@ -196,7 +204,7 @@ async def test_start_from_short_lived_thread_survives_the_thread(tmp_path: Path)
     worker.start()
     worker.join()
     try:
-        time.sleep(0.2)  # PDEATHSIG would have fired when the thread exited
+        await asyncio.sleep(0.2)  # PDEATHSIG would have fired when the thread exited
         assert srv.running
         c = create_client(ConnectionSettings(url=srv.url))
         assert await c.ping() is True
@@ -247,6 +255,7 @@ def test_server_dies_with_sigkilled_parent(how: str, tmp_path: Path) -> None:
     )
     parent = subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path)],
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # the embedded server's dir too
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -223,9 +223,7 @@ class QueueScripts:
             len(items),
         ]
         for it in items:
-            args.extend(
-                (it.id, it.token, it.kind, it.value, it.errors, it.delay, it.keep_count)
-            )
+            args.extend((it.id, it.token, it.kind, it.value, it.errors, it.delay, it.keep_count))
             args.append(it.keep_age)
         raw = await self._call("finish", *args)
         codes = [int(c) for c in raw[0]]

@@ -1,0 +1,256 @@
+"""Queue: adding, reading and steering jobs, against the real server."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from jobq import (
+    Backoff,
+    BulkJob,
+    ConfigurationError,
+    InvalidJobStateError,
+    JobNotFoundError,
+    JobOptions,
+    KeepJobs,
+    PayloadTooLargeError,
+    Queue,
+    SerializationError,
+    SyncQueue,
+)
+from tests.conftest import QueueFactory
+
+
+async def queue_keys(client: Redis, queue: Queue) -> list[bytes]:
+    """Every key of the queue (they share its hash tag)."""
+    pattern = queue.keys.base.replace("{", "\\{").replace("}", "\\}") + "*"
+    return sorted([k async for k in client.scan_iter(match=pattern)])
+
+
+async def test_add_and_get_round_trips_data_and_options(queue: Queue) -> None:
+    data = {
+        "reportId": "r-1",
+        "amount": Decimal("1234567.89"),
+        "asOf": date(2025, 10, 1),
+        "at": datetime(2025, 10, 1, 12, 30, tzinfo=UTC),
+        "requestId": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    }
+    opts = JobOptions(priority=5, attempts=3, backoff=Backoff.exponential(2000), timeout=60_000)
+    job = await queue.add("generate-budget-report", data, opts)
+    got = await queue.get_job(job.id)
+    assert got is not None
+    assert got.name == "generate-budget-report"
+    assert got.data == data
+    assert isinstance(got.data["amount"], Decimal)
+    assert got.options.priority == 5
+    assert got.options.attempts == 3
+    assert got.options.backoff == Backoff.exponential(2000)
+    assert got.options.timeout_ms == 60_000
+    assert got.attempts_made == 0
+    assert got.timestamp > 0
+    assert await queue.get_job_state(job.id) == "prioritized"
+
+
+async def test_generated_ids_are_unique_and_increasing(queue: Queue) -> None:
+    ids = [int((await queue.add("n", {"i": i})).id) for i in range(5)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+
+
+async def test_existing_job_id_returns_existing_job_and_writes_nothing(
+    queue: Queue, redis_client: Redis
+) -> None:
+    first = await queue.add("report", {"v": 1}, JobOptions(job_id="report-42"))
+    before = await redis_client.hgetall(queue.keys.job("report-42"))
+    second = await queue.add("report", {"v": 2}, JobOptions(job_id="report-42"))
+    assert second.id == first.id == "report-42"
+    assert second.data == {"v": 1}
+    assert await redis_client.hgetall(queue.keys.job("report-42")) == before
+    counts = await queue.get_job_counts()
+    assert counts.waiting == 1
+
+
+def test_all_digit_job_id_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="job_id"):
+        JobOptions(job_id="123")
+
+
+@pytest.mark.parametrize("priority", [0, -1, 2_000_001, True])
+def test_priority_out_of_range_names_the_field(priority: Any) -> None:
+    with pytest.raises(ConfigurationError, match="priority"):
+        JobOptions(priority=priority)
+
+
+async def test_waiting_order_priority_first_then_fifo(queue: Queue) -> None:
+    await queue.add("plain-1")
+    await queue.add("plain-2")
+    await queue.add("p5-a", None, JobOptions(priority=5))
+    await queue.add("p1", None, JobOptions(priority=1))
+    await queue.add("p5-b", None, JobOptions(priority=5))
+    await queue.add("plain-lifo", None, JobOptions(lifo=True))
+    jobs = await queue.get_jobs("waiting")
+    assert [j.name for j in jobs] == ["p1", "p5-a", "p5-b", "plain-lifo", "plain-1", "plain-2"]
+    counts = await queue.get_job_counts()
+    assert counts.waiting == 6
+    assert counts.prioritized == 3
+
+
+async def test_delayed_job_counts_and_promote(queue: Queue) -> None:
+    job = await queue.add("later", {"x": 1}, JobOptions(delay=timedelta(hours=1)))
+    assert await queue.get_job_state(job.id) == "delayed"
+    assert (await queue.get_job_counts()).delayed == 1
+    await queue.promote(job.id)
+    assert await queue.get_job_state(job.id) == "waiting"
+    with pytest.raises(InvalidJobStateError):
+        await queue.promote(job.id)
+    with pytest.raises(JobNotFoundError):
+        await queue.promote("no-such-job")
+
+
+async def test_pause_moves_waiting_into_paused_count(queue: Queue) -> None:
+    await queue.add("a")
+    assert await queue.pause() is True
+    assert await queue.pause() is False
+    assert await queue.is_paused()
+    counts = await queue.get_job_counts()
+    assert (counts.waiting, counts.paused) == (0, 1)
+    assert await queue.resume() is True
+    counts = await queue.get_job_counts()
+    assert (counts.waiting, counts.paused) == (1, 0)
+
+
+async def test_oversize_payload_refused_and_nothing_written(
+    make_queue: QueueFactory, redis_client: Redis
+) -> None:
+    queue = await make_queue(max_payload_bytes=1024)
+    with pytest.raises(PayloadTooLargeError, match="1024"):
+        await queue.add("big", {"blob": "x" * 2000})
+    assert await queue_keys(redis_client, queue) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"when": object()}, "when"),
+        ({"items": [1, {"x": float("nan")}]}, "items"),
+        ({"s": {1, 2}}, "s"),
+        ({1: "int key"}, "1"),
+    ],
+)
+async def test_unserialisable_payload_refused_naming_the_field(
+    queue: Queue, redis_client: Redis, data: Any, path: str
+) -> None:
+    with pytest.raises(SerializationError, match=path):
+        await queue.add("bad", data)
+    assert await queue_keys(redis_client, queue) == []
+
+
+async def test_add_bulk_one_bad_item_refuses_the_whole_batch(
+    queue: Queue, redis_client: Redis
+) -> None:
+    with pytest.raises(SerializationError, match="item 2"):
+        await queue.add_bulk([("a", {}), ("b", {}), ("c", {"x": object()})])
+    assert await queue_keys(redis_client, queue) == []
+
+
+async def test_add_bulk_adds_all_in_order(queue: Queue) -> None:
+    jobs = await queue.add_bulk(
+        [BulkJob("a", {"i": 0}), ("b", {"i": 1}), ("c", {"i": 2}, JobOptions(priority=3))]
+    )
+    assert [j.name for j in jobs] == ["a", "b", "c"]
+    waiting = await queue.get_jobs("waiting")
+    assert [j.name for j in waiting] == ["c", "a", "b"]
+
+
+async def test_remove_deletes_job_and_its_logs(queue: Queue, redis_client: Redis) -> None:
+    job = await queue.add("a")
+    await job.log("hello")
+    await queue.remove(job.id)
+    assert await queue.get_job(job.id) is None
+    assert await redis_client.exists(queue.keys.logs(job.id)) == 0
+    assert (await queue.get_job_counts()).waiting == 0
+    with pytest.raises(JobNotFoundError):
+        await queue.remove(job.id)
+
+
+async def test_drain_removes_waiting_and_optionally_delayed(queue: Queue) -> None:
+    await queue.add_bulk([("w", {"i": i}) for i in range(25)])
+    await queue.add("p", None, JobOptions(priority=2))
+    await queue.add("d", None, JobOptions(delay=60_000))
+    assert await queue.drain(batch=10) == 26
+    counts = await queue.get_job_counts()
+    assert (counts.waiting, counts.delayed) == (0, 1)
+    assert await queue.drain(delayed=True) == 1
+    assert (await queue.get_job_counts()).delayed == 0
+
+
+async def test_clean_waiting_respects_grace_and_limit(queue: Queue) -> None:
+    await queue.add_bulk([("w", {"i": i}) for i in range(5)])
+    assert await queue.clean("waiting", grace=timedelta(hours=1)) == []
+    removed = await queue.clean("waiting", grace=0, limit=3)
+    assert len(removed) == 3
+    assert (await queue.get_job_counts()).waiting == 2
+    with pytest.raises(ConfigurationError, match="state"):
+        await queue.clean("active", 0)  # type: ignore[arg-type]
+
+
+async def test_obliterate_deletes_every_key_but_not_other_queues(
+    make_queue: QueueFactory, redis_client: Redis
+) -> None:
+    q1 = await make_queue()
+    q2 = await make_queue(f"other-{uuid.uuid4().hex[:8]}")
+    await q1.add_bulk([("a", {"i": i}) for i in range(30)])
+    await q1.add("d", None, JobOptions(delay=60_000))
+    await q2.add("keep-me")
+    assert await q1.obliterate(batch=7) == 31
+    assert await queue_keys(redis_client, q1) == []
+    assert (await q2.get_job_counts()).waiting == 1
+
+
+async def test_get_metrics_are_zero_for_an_idle_queue(queue: Queue) -> None:
+    assert await queue.get_metrics("completed", minutes=5) == [0, 0, 0, 0, 0]
+    assert await queue.get_metrics("failed", minutes=2) == [0, 0]
+
+
+def test_keep_jobs_accepts_bullmq_shapes() -> None:
+    assert KeepJobs.from_value(True, "f") == KeepJobs(count=0)
+    assert KeepJobs.from_value(False, "f") == KeepJobs()
+    assert KeepJobs.from_value(50, "f") == KeepJobs(count=50)
+    # BullMQ's dict gives age in seconds.
+    assert KeepJobs.from_value({"age": 3600, "count": 10}, "f") == KeepJobs(count=10, age=3_600_000)
+    with pytest.raises(ConfigurationError, match="remove_on_complete"):
+        JobOptions(remove_on_complete="yes")  # type: ignore[arg-type]
+
+
+def test_backoff_from_bullmq_dict_and_compute() -> None:
+    b = Backoff.from_value({"type": "exponential", "delay": 2000})
+    assert [b.compute(n) for n in (1, 2, 3)] == [2000, 4000, 8000]
+    capped = Backoff.exponential(1000, max_delay=3000)
+    assert capped.compute(5) == 3000
+    jittered = Backoff.fixed(1000, jitter=0.5)
+    values = {jittered.compute(1) for _ in range(50)}
+    assert all(v is not None and 500 <= v <= 1000 for v in values)
+    assert len(values) > 1
+    assert Backoff.custom("mine").compute(1) is None
+
+
+def test_queue_name_with_reserved_characters_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="queue name"):
+        Queue("bad{name}")
+
+
+def test_sync_queue_adds_and_reads(redis_url: str, queue_name: str) -> None:
+    with SyncQueue(queue_name, connection=redis_url) as q:
+        job = q.add("sync-job", {"amount": Decimal("10.50")})
+        got = q.get_job(job.id)
+        assert got is not None
+        assert got.data == {"amount": Decimal("10.50")}
+        assert q.get_job_counts().waiting == 1
+        assert q.get_job_state(job.id) == "waiting"
+        q.remove(job.id)
+        assert q.get_job(job.id) is None
