@@ -55,8 +55,9 @@ for i = 0, n - 1 do
         redis.call('ZADD', K_DELAYED, now + delay, id)
       else
         enqueue(jobkey, id, false)
-        requeued = true
       end
+      -- Wake an idle worker either way: it learns the new earliest due time.
+      requeued = true
       emit(maxlen, 'e', 'retried', 'id', id, 'reason', value, 'delay', delay)
       retried = retried + 1
     else
