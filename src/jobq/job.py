@@ -83,6 +83,7 @@ class Job:
         "corrupt_reason",
         "data",
         "errors",
+        "extra",
         "failed_reason",
         "finished_on",
         "id",
@@ -119,6 +120,7 @@ class Job:
         finished_on: int | None = None,
         token: str | None = None,
         corrupt_reason: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self._queue = queue
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -140,6 +142,8 @@ class Job:
         self.finished_on = finished_on
         self.token = token
         self.corrupt_reason = corrupt_reason
+        # Fields set by engine features (scheduler id and tick, parent of a flow...).
+        self.extra: dict[str, Any] = extra or {}
         self.lease_lost = False
 
     def __repr__(self) -> str:
@@ -176,6 +180,14 @@ class Job:
         return JobOptions.from_json(parsed, priority=priority, delay=delay)
 
     @staticmethod
+    def decode_extra(raw: bytes | None) -> dict[str, Any]:
+        """Feature fields from their stored JSON."""
+        if not raw:
+            return {}
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else {}
+
+    @staticmethod
     def decode_errors(raw: bytes | None) -> list[AttemptError]:
         """Per-attempt errors from their stored JSON."""
         if not raw:
@@ -194,9 +206,10 @@ class Job:
         try:
             opts = cls.decode_options(h.get(b"o"), _i(h.get(b"p")), _i(h.get(b"dl")) or 0)
             errors = cls.decode_errors(h.get(b"er"))
+            extra = cls.decode_extra(h.get(b"x"))
         except (ValueError, TypeError, KeyError) as exc:
             corrupt = corrupt or f"job {job_id}: corrupt options or errors: {exc}"
-            opts, errors = JobOptions(), []
+            opts, errors, extra = JobOptions(), [], {}
         rv_raw = h.get(b"rv")
         rv: Any = None
         if rv_raw is not None:
@@ -224,6 +237,7 @@ class Job:
             finished_on=_i(h.get(b"ft")),
             token=None,
             corrupt_reason=corrupt,
+            extra=extra,
         )
 
     # -- actions -----------------------------------------------------------

@@ -48,7 +48,7 @@ from .errors import (
     UnrecoverableError,
 )
 from .job import AttemptError, Job
-from .options import KeepJobs, RateLimit, WorkerOptions
+from .options import JobOptions, KeepJobs, RateLimit, WorkerOptions
 from .queue import ConnectionLike, Queue
 from .scripts import ClaimedJob, ClaimReply, FinishItem
 
@@ -423,11 +423,10 @@ class Worker:
         try:
             opts = Job.decode_options(cj.opts, cj.priority, cj.delay)
             errors = Job.decode_errors(cj.errors)
+            extra = Job.decode_extra(cj.extra)
         except (ValueError, TypeError, KeyError) as exc:
-            from .options import JobOptions
-
             corrupt = corrupt or f"job {cj.id}: corrupt options: {exc}"
-            opts, errors = JobOptions(), []
+            opts, errors, extra = JobOptions(), [], {}
         progress: Any = 0
         if cj.progress:
             with contextlib.suppress(ValueError):
@@ -447,6 +446,7 @@ class Worker:
             processed_on=None,
             token=cj.token,
             corrupt_reason=corrupt,
+            extra=extra,
         )
         job._loop = self._loop
         return job

@@ -89,6 +89,7 @@ class ClaimedJob:
     progress: bytes | None
     errors: bytes | None
     stalls: int
+    extra: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -118,6 +119,7 @@ class ClaimReply:
                 progress=j[10],
                 errors=j[11],
                 stalls=int(j[12] or 0),
+                extra=j[13] if len(j) > 13 else None,
             )
             for j in raw[3:]
         ]

@@ -23,19 +23,7 @@ for i = 0, n - 1 do
     created = 0
   end
   if created == 1 then
-    local jobkey = prefix .. id
-    local fields = {'n', name, 'd', data, 't', now}
-    if opts ~= '' then fields[#fields + 1] = 'o'; fields[#fields + 1] = opts end
-    if prio ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = prio end
-    if delay > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = delay end
-    redis.call('HSET', jobkey, unpack(fields))
-    if delay > 0 then
-      redis.call('ZADD', K_DELAYED, now + delay, id)
-      emit(maxlen, 'e', 'delayed', 'id', id, 'name', name, 'delay', delay)
-    else
-      enqueue(jobkey, id, lifo)
-      emit(maxlen, 'e', 'added', 'id', id, 'name', name)
-    end
+    create_job(prefix, id, name, data, opts, prio, delay, lifo, '', now, maxlen)
     ready = true
   end
   out[#out + 1] = id

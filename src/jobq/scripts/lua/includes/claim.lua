@@ -3,9 +3,9 @@
 -- before plain ones. Needs: common.lua, recover.lua
 -- Returns { next_wake_ms, limited_ms, {stalled_failed_ids}, job, job, ... }
 -- where each job is { id, token, name, data, opts, priority, attempts_made,
--- attempts_started, created, delay, progress, errors, stalls }.
+-- attempts_started, created, delay, progress, errors, stalls, extra }.
 -- next_wake_ms: ms until the next delayed job is due or lease runs out, -1 none.
-local JOB_FIELDS = {'n', 'd', 'o', 'p', 'a', 'as', 't', 'dl', 'pg', 'er', 's'}
+local JOB_FIELDS = {'n', 'd', 'o', 'p', 'a', 'as', 't', 'dl', 'pg', 'er', 's', 'x'}
 
 local function promote_due(prefix, now, maxlen)
   local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, 1000)
@@ -78,7 +78,7 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
       local started = redis.call('HINCRBY', jobkey, 'as', 1)
       redis.call('HSET', jobkey, 'pt', now)
       f[6] = started
-      out[#out + 1] = {id, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]}
+      out[#out + 1] = {id, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
       emit(maxlen, 'e', 'active', 'id', id, 'w', worker)
     else
       -- The id points at no job hash (deleted by hand): drop it, tell watchers.

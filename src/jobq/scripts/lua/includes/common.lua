@@ -17,7 +17,8 @@
 -- Job hash fields: n name, d data, o options, t created, p priority, dl delay,
 --   a attempts made, as attempts started, s stall count, tk fencing token,
 --   pt processed (claimed) at, ft finished at, rv return value, fr failure
---   reason, er per-attempt errors (JSON), pg progress.
+--   reason, er per-attempt errors (JSON), pg progress, x extra fields set by
+--   features (JSON object, e.g. the scheduler id and tick).
 
 local K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_COMPLETED, K_FAILED, K_META, K_EVENTS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -105,5 +106,25 @@ local function finish_into(setkey, prefix, id, now, count, age)
   else
     redis.call('ZADD', setkey, now, id)
     keep_trim(setkey, prefix, now, count, age)
+  end
+end
+
+-- Create a job: write its hash and put it in delayed or waiting.
+-- extra: '' or a JSON object kept in field 'x' (handed to the worker at claim).
+-- Returns nothing; the caller wakes workers once for a whole batch.
+local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra, now, maxlen)
+  local jobkey = prefix .. id
+  local fields = {'n', name, 'd', data, 't', now}
+  if opts ~= '' then fields[#fields + 1] = 'o'; fields[#fields + 1] = opts end
+  if prio ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = prio end
+  if delay > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = delay end
+  if extra ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = extra end
+  redis.call('HSET', jobkey, unpack(fields))
+  if delay > 0 then
+    redis.call('ZADD', K_DELAYED, now + delay, id)
+    emit(maxlen, 'e', 'delayed', 'id', id, 'name', name, 'delay', delay)
+  else
+    enqueue(jobkey, id, lifo)
+    emit(maxlen, 'e', 'added', 'id', id, 'name', name)
   end
 end
