@@ -35,6 +35,7 @@ from .errors import (
     WaitTimeoutError,
 )
 from .events import QueueEvent, QueueEvents
+from .flows import FlowJob, FlowNode, FlowProducer
 from .job import AttemptError, Job
 from .options import MAX_PRIORITY, Backoff, JobOptions, KeepJobs, RateLimit, WorkerOptions
 from .queue import BulkJob, JobCounts, Queue
@@ -52,6 +53,9 @@ __all__ = [
     "ConfigurationError",
     "ConnectionSettings",
     "ConnectionSetupError",
+    "FlowJob",
+    "FlowNode",
+    "FlowProducer",
     "InvalidJobStateError",
     "Job",
     "JobCounts",

@@ -287,6 +287,40 @@ class Job:
         raw = await client.lrange(self._queue.keys.logs(self.id), start, end)
         return [x.decode("utf-8", "replace") for x in raw]
 
+    @property
+    def parent_key(self) -> str | None:
+        """The job key of this job's parent in a flow, or None."""
+        parent = self.extra.get("parent")
+        if not isinstance(parent, dict):
+            return None
+        return f"{{{parent['p']}:{parent['q']}}}:j:{parent['id']}"
+
+    async def get_children_values(self) -> dict[str, Any]:
+        """Return values of this job's completed children, by child job key."""
+        client: Any = self._queue.client
+        raw = await client.hgetall(self._queue.keys.job(self.id) + ":processed")
+        return {
+            k.decode(): serialization.decode(v, what=f"child {k.decode()} return value")
+            for k, v in raw.items()
+        }
+
+    async def get_children_failures(self) -> dict[str, str]:
+        """Failure reasons of this job's failed children, by child job key."""
+        client: Any = self._queue.client
+        raw = await client.hgetall(self._queue.keys.job(self.id) + ":failed")
+        return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+    async def get_pending_children(self) -> list[str]:
+        """Job keys of the children that have not finished yet."""
+        client: Any = self._queue.client
+        raw = await client.smembers(self._queue.keys.job(self.id) + ":deps")
+        return sorted(k.decode() for k in raw)
+
+    async def get_previous_result(self) -> Any:
+        """In a chain, the return value of the step before this one (None if none)."""
+        values = await self.get_children_values()
+        return next(iter(values.values())) if len(values) == 1 else None
+
     async def get_state(self) -> JobState:
         """The job's current state ('unknown' if it no longer exists)."""
         return await self._queue.get_job_state(self.id)

@@ -46,10 +46,12 @@ class QueueKeys:
         "metrics_completed",
         "metrics_failed",
         "name",
+        "outbox",
         "prefix",
         "prio",
         "script_keys",
         "wait",
+        "waiting_children",
         "workers",
     )
 
@@ -73,6 +75,9 @@ class QueueKeys:
         self.metrics_failed = base + ":mf"  # HASH minute -> failed count
         self.workers = base + ":workers"  # ZSET worker id -> alive until (server ms)
         self.job_prefix = base + ":j:"
+        # Lua derives these two from the base of KEYS[1] (includes/common.lua).
+        self.outbox = base + ":outbox"  # LIST: finished children to report to parents
+        self.waiting_children = base + ":waiting-children"  # ZSET: parents waiting
         # Every script receives the same KEYS, in this order (see scripts/lua/*).
         self.script_keys: tuple[str, ...] = (
             self.wait,

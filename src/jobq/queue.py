@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -28,7 +29,19 @@ from .scripts import QueueScripts
 __all__ = ["BulkJob", "JobCounts", "Queue"]
 
 ConnectionLike = str | ConnectionSettings | Redis | None
-ListState = Literal["waiting", "prioritized", "active", "delayed", "completed", "failed", "paused"]
+
+# Clients whose server was already checked (version, eviction policy): once is enough.
+_CHECKED: weakref.WeakSet[Redis] = weakref.WeakSet()
+ListState = Literal[
+    "waiting",
+    "prioritized",
+    "active",
+    "delayed",
+    "completed",
+    "failed",
+    "paused",
+    "waiting-children",
+]
 CleanState = Literal["completed", "failed", "delayed", "waiting"]
 
 
@@ -43,6 +56,7 @@ class JobCounts:
     delayed: int
     paused: int
     prioritized: int
+    waiting_children: int = 0
 
     def to_dict(self) -> dict[str, int]:
         """The counts as a plain dict."""
@@ -113,7 +127,9 @@ class Queue:
             prefix = self._prefix_arg or "jobq"
         self.keys = QueueKeys(prefix, self.name)
         self._scripts = QueueScripts(self._client, self.keys)
-        await check_server(self._client)
+        if self._client not in _CHECKED:
+            await check_server(self._client)
+            _CHECKED.add(self._client)
         return self
 
     async def close(self) -> None:
@@ -239,6 +255,8 @@ class Queue:
             raw = await c.zrevrange(k.completed, start, end)
         elif state == "failed":
             raw = await c.zrevrange(k.failed, start, end)
+        elif state == "waiting-children":
+            raw = await c.zrange(k.waiting_children, start, end)
         else:
             raise ConfigurationError(
                 "state must be one of waiting, prioritized, active, delayed, completed, "

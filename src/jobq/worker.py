@@ -47,6 +47,7 @@ from .errors import (
     RateLimitedError,
     UnrecoverableError,
 )
+from .flows import deliver_outbox
 from .job import AttemptError, Job
 from .options import JobOptions, KeepJobs, RateLimit, WorkerOptions
 from .queue import ConnectionLike, Queue
@@ -173,6 +174,8 @@ class Worker:
         self._outage_since: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
+        self._delivering: asyncio.Future[None] | None = None
+        self._deliver_again = False
         self._limiter_max = opts.limiter.max if opts.limiter else 0
         self._limiter_ms = opts.limiter.duration_ms if opts.limiter else 0
         self.jobs_processed = 0
@@ -326,8 +329,11 @@ class Worker:
                     self.name,
                     item.kind,
                 )
-            elif item.kind == "f" and exc is not None:
-                self._spawn_handler(job, exc)
+            else:
+                if item.kind == "f" and exc is not None:
+                    self._spawn_handler(job, exc)
+                if item.kind in ("c", "f") and "parent" in job.extra:
+                    self._deliver_to_parents()
         return reply
 
     def _on_claim(self, reply: ClaimReply, want: int) -> None:
@@ -405,6 +411,29 @@ class Worker:
                 )
         for job_id in stalled_failed:
             self._spawn_stalled_handler(job_id)
+        if await self.queue.client.llen(self.queue.keys.outbox):
+            self._deliver_to_parents()
+
+    def _deliver_to_parents(self) -> None:
+        """Tell flow parents about finished children (one delivery at a time)."""
+        if self._delivering is not None and not self._delivering.done():
+            self._deliver_again = True
+            return
+
+        async def deliver() -> None:
+            while True:
+                self._deliver_again = False
+                try:
+                    await deliver_outbox(self.queue)
+                except _NETWORK_ERRORS as exc:
+                    log.warning("could not deliver finished children to parents: %s", exc)
+                    return  # the heartbeat tries again
+                if not self._deliver_again:
+                    return
+
+        self._delivering = asyncio.ensure_future(deliver())
+        self._background.add(self._delivering)
+        self._delivering.add_done_callback(self._background.discard)
 
     # -- running jobs --------------------------------------------------------
     def _start(self, cj: ClaimedJob) -> None:

@@ -33,6 +33,8 @@ __all__ = [
 
 SCRIPT_NAMES = (
     "add",
+    "add_flow_node",
+    "child_done",
     "claim",
     "clean",
     "counts",
@@ -173,6 +175,56 @@ class QueueScripts:
         raw = await self._call("add", *args)
         return [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
 
+    async def add_flow_node(
+        self,
+        events_max_len: int,
+        job: tuple[str, str, bytes, bytes, str, int, bool],
+        extra: bytes,
+        children: Sequence[str],
+    ) -> bool:
+        """Add one job of a flow; True if created (False: the id existed)."""
+        job_id, name, data, opts, prio, delay, lifo = job
+        raw = await self._call(
+            "add_flow_node",
+            self._prefix,
+            events_max_len,
+            job_id,
+            name,
+            data,
+            opts,
+            prio,
+            delay,
+            "1" if lifo else "0",
+            extra,
+            len(children),
+            *children,
+        )
+        return bool(raw)
+
+    async def child_done(
+        self,
+        parent_id: str,
+        child_key: str,
+        outcome: str,
+        value: bytes | str,
+        policy: str,
+        *,
+        events_max_len: int,
+    ) -> int:
+        """Record a finished child on its parent (see child_done.lua for the codes)."""
+        return int(
+            await self._call(
+                "child_done",
+                self._prefix,
+                events_max_len,
+                parent_id,
+                child_key,
+                outcome,
+                value,
+                policy,
+            )
+        )
+
     async def claim(
         self,
         *,
@@ -272,7 +324,7 @@ class QueueScripts:
         return _s(await self._call("state", self._prefix, job_id))
 
     async def counts(self) -> list[int]:
-        """[waiting, active, completed, failed, delayed, paused, prioritized]."""
+        """[waiting, active, completed, failed, delayed, paused, prioritized, waiting_children]."""
         return [int(x) for x in await self._call("counts")]
 
     async def pause(self, paused: bool, *, events_max_len: int) -> bool:

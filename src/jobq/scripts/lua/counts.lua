@@ -1,7 +1,8 @@
 -- counts: the job counts of a queue, read atomically.
 -- KEYS: the queue's standard keys (see includes/common.lua).
 -- ARGV: none.
--- Returns { waiting, active, completed, failed, delayed, paused, prioritized };
+-- Returns { waiting, active, completed, failed, delayed, paused, prioritized,
+--   waiting_children };
 -- while the queue is paused its waiting jobs count as paused.
 --@include common
 local plain = redis.call('LLEN', K_WAIT)
@@ -9,4 +10,5 @@ local prio = redis.call('ZCARD', K_PRIO)
 local waiting, paused = plain + prio, 0
 if is_paused() then waiting, paused = 0, plain + prio end
 return {waiting, redis.call('ZCARD', K_ACTIVE), redis.call('ZCARD', K_COMPLETED),
-  redis.call('ZCARD', K_FAILED), redis.call('ZCARD', K_DELAYED), paused, prio}
+  redis.call('ZCARD', K_FAILED), redis.call('ZCARD', K_DELAYED), paused, prio,
+  redis.call('ZCARD', K_WAITING_CHILDREN)}

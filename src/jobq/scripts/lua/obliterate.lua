@@ -15,7 +15,7 @@ if #plain > 0 then
   for _, id in ipairs(plain) do delete_job(prefix, id) end
   removed = removed + #plain
 end
-for _, set in ipairs({K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED}) do
+for _, set in ipairs({K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED, K_WAITING_CHILDREN}) do
   if removed >= batch then break end
   local ids = redis.call('ZRANGE', set, 0, batch - removed - 1)
   if #ids > 0 then
@@ -26,6 +26,7 @@ for _, set in ipairs({K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED}) do
 end
 if removed == 0 then
   redis.call('DEL', K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED, K_META,
-    K_EVENTS, K_MARKER, K_LIMITER, K_ID, K_MC, K_MF, K_WORKERS)
+    K_EVENTS, K_MARKER, K_LIMITER, K_ID, K_MC, K_MF, K_WORKERS,
+    K_WAITING_CHILDREN, K_OUTBOX)
 end
 return removed

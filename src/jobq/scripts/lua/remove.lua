@@ -7,7 +7,8 @@ local prefix, id = ARGV[1], ARGV[3]
 if redis.call('EXISTS', prefix .. id) == 0 then return -1 end
 if redis.call('ZSCORE', K_ACTIVE, id) then return -3 end
 local gone = redis.call('ZREM', K_PRIO, id) + redis.call('ZREM', K_DELAYED, id) +
-  redis.call('ZREM', K_COMPLETED, id) + redis.call('ZREM', K_FAILED, id)
+  redis.call('ZREM', K_COMPLETED, id) + redis.call('ZREM', K_FAILED, id) +
+  redis.call('ZREM', K_WAITING_CHILDREN, id)
 if gone == 0 then redis.call('LREM', K_WAIT, 1, id) end
 delete_job(prefix, id)
 emit(tonumber(ARGV[2]), 'e', 'removed', 'id', id)

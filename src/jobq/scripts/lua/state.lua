@@ -1,7 +1,7 @@
 -- state: the state of one job, read atomically.
 -- KEYS: the queue's standard keys (see includes/common.lua).
 -- ARGV[1] job key prefix   ARGV[2] job id
--- Returns 'active' | 'completed' | 'failed' | 'delayed' | 'prioritized' |
+-- Returns 'active' | 'completed' | 'failed' | 'delayed' | 'waiting-children' | 'prioritized' |
 --   'waiting' | 'paused' | 'unknown' (no such job).
 --@include common
 local id = ARGV[2]
@@ -10,6 +10,7 @@ if redis.call('ZSCORE', K_ACTIVE, id) then return 'active' end
 if redis.call('ZSCORE', K_COMPLETED, id) then return 'completed' end
 if redis.call('ZSCORE', K_FAILED, id) then return 'failed' end
 if redis.call('ZSCORE', K_DELAYED, id) then return 'delayed' end
+if redis.call('ZSCORE', K_WAITING_CHILDREN, id) then return 'waiting-children' end
 if is_paused() then return 'paused' end
 if redis.call('ZSCORE', K_PRIO, id) then return 'prioritized' end
 return 'waiting'

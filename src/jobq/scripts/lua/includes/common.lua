@@ -24,6 +24,10 @@ local K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_COMPLETED, K_FAILED, K_META, K_EVENTS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_MARKER, K_LIMITER, K_ID, K_MC, K_MF = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local K_WORKERS = KEYS[14]
+-- Keys derived from the queue's hash-tagged base (so they share its slot).
+local K_BASE = string.sub(K_WAIT, 1, -6) -- strip ':wait'
+local K_OUTBOX = K_BASE .. ':outbox' -- LIST: finished children whose parent must hear of it
+local K_WAITING_CHILDREN = K_BASE .. ':waiting-children' -- ZSET: parents waiting for children
 
 local RATE_LIMITED_FLAG = 1000000000000000
 local PRIO_SHIFT = 4294967296 -- 2^32
@@ -64,7 +68,9 @@ local function is_paused()
 end
 
 local function delete_job(prefix, id)
-  redis.call('DEL', prefix .. id, prefix .. id .. ':logs')
+  local jobkey = prefix .. id
+  redis.call('DEL', jobkey, jobkey .. ':logs', jobkey .. ':deps', jobkey .. ':processed',
+    jobkey .. ':failed')
 end
 
 -- Count finished jobs per minute for a bounded window of minutes.
@@ -101,6 +107,15 @@ end
 
 -- Record a finished job in its set (or delete it at once), then trim the set.
 local function finish_into(setkey, prefix, id, now, count, age)
+  -- A child of a flow: leave word for its parent (delivered by a worker, since
+  -- the parent's queue may live on another Cluster slot).
+  local jobkey = prefix .. id
+  local x = redis.call('HGET', jobkey, 'x')
+  if x and string.find(x, '"parent"', 1, true) then
+    local failed = setkey == K_FAILED
+    local v = redis.call('HGET', jobkey, failed and 'fr' or 'rv') or ''
+    redis.call('RPUSH', K_OUTBOX, cjson.encode({id = id, k = failed and 'f' or 'c', v = v, x = x}))
+  end
   if count == 0 then
     delete_job(prefix, id)
   else
@@ -111,8 +126,11 @@ end
 
 -- Create a job: write its hash and put it in delayed or waiting.
 -- extra: '' or a JSON object kept in field 'x' (handed to the worker at claim).
+-- children: optional list of child job keys; when given, the job waits in
+-- waiting-children until every child has finished (see child_done.lua).
 -- Returns nothing; the caller wakes workers once for a whole batch.
-local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra, now, maxlen)
+local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra, now, maxlen,
+                          children)
   local jobkey = prefix .. id
   local fields = {'n', name, 'd', data, 't', now}
   if opts ~= '' then fields[#fields + 1] = 'o'; fields[#fields + 1] = opts end
@@ -120,7 +138,11 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
   if delay > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = delay end
   if extra ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = extra end
   redis.call('HSET', jobkey, unpack(fields))
-  if delay > 0 then
+  if children and #children > 0 then
+    redis.call('SADD', jobkey .. ':deps', unpack(children))
+    redis.call('ZADD', K_WAITING_CHILDREN, now, id)
+    emit(maxlen, 'e', 'waiting-children', 'id', id, 'name', name)
+  elseif delay > 0 then
     redis.call('ZADD', K_DELAYED, now + delay, id)
     emit(maxlen, 'e', 'delayed', 'id', id, 'name', name, 'delay', delay)
   else
