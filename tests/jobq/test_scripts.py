@@ -205,9 +205,9 @@ async def test_raw_eval_matches_the_typed_method(
     head = (len(keys.script_keys), *keys.script_keys)
     by_eval = await raw(redis_client, "EVAL", text, *head)
     by_sha = await raw(redis_client, "EVALSHA", sha, *head)
-    assert [int(x) for x in by_eval] == [2, 0, 0, 0, 0, 0, 1]
-    assert [int(x) for x in by_sha] == [2, 0, 0, 0, 0, 0, 1]
-    assert await scripts.counts() == [2, 0, 0, 0, 0, 0, 1]
+    assert [int(x) for x in by_eval] == [2, 0, 0, 0, 0, 0, 1, 0]
+    assert [int(x) for x in by_sha] == [2, 0, 0, 0, 0, 0, 1, 0]
+    assert await scripts.counts() == [2, 0, 0, 0, 0, 0, 1, 0]
 
 
 async def test_scripts_reload_after_script_flush(
@@ -219,7 +219,7 @@ async def test_scripts_reload_after_script_flush(
     await redis_client.script_flush()
     assert await redis_client.script_exists(*shas) == [False] * len(shas)
     # EVALSHA answers NOSCRIPT; the method loads the script and calls it again.
-    assert await scripts.counts() == [0] * 7
+    assert await scripts.counts() == [0] * 8
     assert await redis_client.script_exists(script_source("counts")[1]) == [True]
 
 
@@ -1018,9 +1018,9 @@ async def test_state_of_every_kind_of_job(scripts: QueueScripts) -> None:
 async def test_counts_move_waiting_into_paused(scripts: QueueScripts) -> None:
     await _one_of_each(scripts)
     # waiting, active, completed, failed, delayed, paused, prioritized
-    assert await scripts.counts() == [2, 1, 1, 1, 1, 0, 1]
+    assert await scripts.counts() == [2, 1, 1, 1, 1, 0, 1, 0]
     assert await scripts.pause(True, events_max_len=EVENTS)
-    assert await scripts.counts() == [0, 1, 1, 1, 1, 2, 1]
+    assert await scripts.counts() == [0, 1, 1, 1, 1, 2, 1, 0]
 
 
 # --- pause, promote, retry, remove -----------------------------------------------------
@@ -1170,7 +1170,7 @@ async def test_drain_in_batches(
     assert await scripts.drain(True, 1, events_max_len=EVENTS) == 1
     assert await scripts.drain(True, 1, events_max_len=EVENTS) == 0
     assert await exists(redis_client, keys.delayed, keys.job("d1"), keys.job("d2")) == 0
-    assert await scripts.counts() == [0] * 7
+    assert await scripts.counts() == [0] * 8
 
 
 async def test_clean_finished_jobs_by_grace_and_limit(
@@ -1227,7 +1227,7 @@ async def test_clean_delayed_and_waiting(
 
     # The limit counts plain jobs first, then prioritised ones.
     assert await scripts.clean("waiting", 0, 1, events_max_len=EVENTS) == ["w-new"]
-    assert await scripts.counts() == [1, 0, 0, 0, 1, 0, 1]
+    assert await scripts.counts() == [1, 0, 0, 0, 1, 0, 1, 0]
 
 
 async def test_clean_rejects_an_unknown_state(scripts: QueueScripts) -> None:
@@ -1287,4 +1287,4 @@ async def test_obliterate_deletes_every_key_of_the_queue(
     assert sum(removed) == 7
     assert await queue_keys(redis_client, keys) == []
     assert await queue_keys(redis_client, other_keys) == other_before
-    assert await other.counts() == [1, 0, 0, 0, 0, 0, 0]
+    assert await other.counts() == [1, 0, 0, 0, 0, 0, 0, 0]
