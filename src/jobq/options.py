@@ -17,6 +17,7 @@ from .errors import ConfigurationError
 __all__ = [
     "MAX_PRIORITY",
     "Backoff",
+    "Deduplication",
     "Duration",
     "JobOptions",
     "KeepJobs",
@@ -190,6 +191,76 @@ class KeepJobs:
         return [-1 if self.count is None else self.count, -1 if age is None else age]
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Deduplication:
+    """At most one pending job per ``key``: later adds return the existing job.
+
+    While a job added with this key has not completed or failed for good
+    (waiting, delayed, active or between retries), adding another job with
+    the same key writes nothing and returns the existing job. With ``ttl`` the
+    key instead holds for ``ttl`` ms (or a timedelta) from the first add, even
+    after that job has finished (throttling). ``debounce=True`` (the job needs
+    a ``delay``): while the existing job is still delayed and has not started,
+    a new add replaces its data and name and pushes it to run ``delay`` after
+    this add; once it waits or runs, later adds are plain duplicates.
+    """
+
+    key: str
+    ttl: Duration | None = None
+    debounce: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not self.key:
+            raise ConfigurationError(
+                f"deduplication.key must be a non-empty string, got {self.key!r}"
+            )
+        if len(self.key) > 512:
+            raise ConfigurationError("deduplication.key is longer than 512 characters")
+        if self.ttl is not None:
+            object.__setattr__(self, "ttl", to_ms(self.ttl, "deduplication.ttl", minimum=1))
+        if not isinstance(self.debounce, bool):
+            raise ConfigurationError(
+                f"deduplication.debounce must be True or False, got {self.debounce!r}"
+            )
+
+    @classmethod
+    def from_value(cls, value: Deduplication | Mapping[str, Any]) -> Deduplication:
+        """Accept a Deduplication or a BullMQ-style ``{"id": ..., "ttl": ms}``.
+
+        The dict may say ``key`` for ``id``, and ``debounce`` (or BullMQ's
+        ``replace``) for debouncing.
+        """
+        if isinstance(value, Deduplication):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"id", "key", "ttl", "debounce", "replace"}
+            if unknown:
+                raise ConfigurationError(f"deduplication has unknown keys: {sorted(unknown)}")
+            if "id" in value and "key" in value:
+                raise ConfigurationError("deduplication takes 'id' or 'key', not both")
+            return cls(
+                key=value.get("key", value.get("id")),
+                ttl=value.get("ttl"),
+                debounce=bool(value.get("debounce", value.get("replace", False))),
+            )
+        raise ConfigurationError(f"deduplication must be a Deduplication or a dict, got {value!r}")
+
+    @property
+    def ttl_ms(self) -> int | None:
+        """The TTL in ms, or None (the key holds until the job finishes)."""
+        assert self.ttl is None or isinstance(self.ttl, int)
+        return self.ttl
+
+    def to_json(self) -> dict[str, Any]:
+        """The compact form stored with the job."""
+        out: dict[str, Any] = {"key": self.key}
+        if self.ttl is not None:
+            out["ttl"] = self.ttl
+        if self.debounce:
+            out["debounce"] = True
+        return out
+
+
 # Defaults: finished jobs do not pile up for ever unless asked to.
 DEFAULT_KEEP_COMPLETED = KeepJobs(count=10_000, age=timedelta(days=7))
 DEFAULT_KEEP_FAILED = KeepJobs(count=100_000, age=timedelta(days=30))
@@ -210,6 +281,8 @@ class JobOptions:
         N (keep the last N) or :class:`KeepJobs`; None means the default
         (completed: last 10,000 for 7 days; failed: last 100,000 for 30 days).
     job_id: your own id; adding an id that exists returns that job and writes nothing.
+    deduplication: a :class:`Deduplication` (or BullMQ-style ``{"id": ..., "ttl": ...}``):
+        while a job with the same key is pending, adding returns that job instead.
     """
 
     job_id: str | None = None
@@ -221,6 +294,7 @@ class JobOptions:
     timeout: Duration | None = None
     remove_on_complete: bool | int | KeepJobs | None = None
     remove_on_fail: bool | int | KeepJobs | None = None
+    deduplication: Deduplication | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.job_id is not None:
@@ -258,6 +332,14 @@ class JobOptions:
             object.__setattr__(
                 self, "remove_on_fail", KeepJobs.from_value(self.remove_on_fail, "remove_on_fail")
             )
+        if self.deduplication is not None:
+            dedup = Deduplication.from_value(self.deduplication)
+            object.__setattr__(self, "deduplication", dedup)
+            if dedup.debounce and self.delay_ms == 0:
+                raise ConfigurationError(
+                    f"deduplication key {dedup.key!r} debounces, which needs a delay: "
+                    "set JobOptions(delay=...) to the quiet time to wait for"
+                )
 
     @property
     def delay_ms(self) -> int:
@@ -270,6 +352,12 @@ class JobOptions:
         """The execution time limit in ms, or None."""
         assert self.timeout is None or isinstance(self.timeout, int)
         return self.timeout
+
+    @property
+    def dedup(self) -> Deduplication | None:
+        """The deduplication settings (normalised), or None."""
+        v = self.deduplication
+        return v if isinstance(v, Deduplication) else None
 
     @property
     def keep_completed(self) -> KeepJobs:
@@ -298,6 +386,8 @@ class JobOptions:
             out["keep_failed"] = self.remove_on_fail.to_json()
         if self.lifo:
             out["lifo"] = True
+        if isinstance(self.deduplication, Deduplication):
+            out["dedup"] = self.deduplication.to_json()
         return out
 
     @classmethod
@@ -311,6 +401,7 @@ class JobOptions:
             return KeepJobs(count=None if count < 0 else count, age=None if age < 0 else age)
 
         b = raw.get("backoff")
+        dd = raw.get("dedup")
         return cls(
             priority=priority,
             delay=delay,
@@ -320,6 +411,7 @@ class JobOptions:
             timeout=raw.get("timeout"),
             remove_on_complete=keep(raw.get("keep_completed")),
             remove_on_fail=keep(raw.get("keep_failed")),
+            deduplication=None if dd is None else Deduplication.from_value(dd),
         )
 
 
@@ -359,6 +451,11 @@ class WorkerOptions:
     block_timeout: longest idle block on the server before re-checking (ms).
     processes: run a plain ``def`` processor in this many child processes.
     threads: size of the thread pool for plain ``def`` processors.
+    batch_size: hand the processor a list of up to this many jobs at once (0:
+        one job at a time). It returns one outcome per job, in order: a value,
+        or an exception instance for a job that failed (retried as usual).
+        ``concurrency`` then counts batches running at once.
+    batch_wait: how long (ms) to wait for a batch to fill before running it.
     """
 
     concurrency: int = 1
@@ -371,6 +468,8 @@ class WorkerOptions:
     threads: int | None = None
     events_max_len: int = 10_000
     metrics_minutes: int = 1440
+    batch_size: int = 0
+    batch_wait: Duration = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or self.concurrency < 1:
@@ -386,6 +485,9 @@ class WorkerOptions:
             raise ConfigurationError(f"processes must be >= 0, got {self.processes}")
         if self.threads is not None and self.threads < 1:
             raise ConfigurationError(f"threads must be >= 1, got {self.threads}")
+        if isinstance(self.batch_size, bool) or self.batch_size < 0:
+            raise ConfigurationError(f"batch_size must be >= 0, got {self.batch_size!r}")
+        object.__setattr__(self, "batch_wait", to_ms(self.batch_wait, "batch_wait"))
         if self.events_max_len < 0:
             raise ConfigurationError(f"events_max_len must be >= 0, got {self.events_max_len}")
 
@@ -400,6 +502,12 @@ class WorkerOptions:
         """The shutdown grace in ms."""
         assert isinstance(self.shutdown_grace, int)
         return self.shutdown_grace
+
+    @property
+    def batch_wait_ms(self) -> int:
+        """The batch fill wait in ms."""
+        assert isinstance(self.batch_wait, int)
+        return self.batch_wait
 
     @property
     def block_ms(self) -> int:

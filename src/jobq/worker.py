@@ -82,6 +82,23 @@ def _run_in_child(processor: Callable[[ChildJob], Any], job: ChildJob) -> bytes:
     return serialization.encode(processor(job), limit=None, what="return value")
 
 
+def _run_batch_in_child(
+    processor: Callable[[list[ChildJob]], Any], jobs: list[ChildJob]
+) -> list[bytes | BaseException]:
+    """Entry point in the child process for a batch: one encoded outcome per job."""
+    results = processor(jobs)
+    if not isinstance(results, list | tuple) or len(results) != len(jobs):
+        raise TypeError(
+            f"a batch processor must return a list with one outcome per job ({len(jobs)})"
+        )
+    return [
+        r
+        if isinstance(r, BaseException)
+        else serialization.encode(r, limit=None, what="return value")
+        for r in results
+    ]
+
+
 @dataclass(slots=True)
 class _Running:
     job: Job
@@ -176,6 +193,10 @@ class Worker:
         self._background: set[asyncio.Future[Any]] = set()
         self._delivering: asyncio.Future[None] | None = None
         self._deliver_again = False
+        # Jobs held at once: one per slot, or a batch per slot in batch mode.
+        self._capacity = opts.concurrency * max(1, opts.batch_size)
+        self._batch_buf: list[_Running] = []
+        self._batch_due: float | None = None
         self._limiter_max = opts.limiter.max if opts.limiter else 0
         self._limiter_ms = opts.limiter.duration_ms if opts.limiter else 0
         self.jobs_processed = 0
@@ -256,9 +277,8 @@ class Worker:
     async def _main_loop(self) -> None:
         assert self._loop is not None
         failures = 0
-        opts = self.options
         while not self._closing:
-            free = opts.concurrency - len(self._running)
+            free = self._capacity - len(self._running)
             now = self._loop.time()
             limited = now < self._limited_until
             want = free if free > 0 and not limited else 0
@@ -284,6 +304,9 @@ class Worker:
                 timeout = self._limited_until - now
             elif self._wake_at is not None:
                 timeout = max(0.0, self._wake_at - now)
+            if self._batch_due is not None:
+                due = max(0.0, self._batch_due - now)
+                timeout = due if timeout is None else min(timeout, due)
             if want > 0 or free > 0:
                 self._marker_gate.set()
             else:
@@ -291,8 +314,11 @@ class Worker:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
-                self._wake_at = None
-                self._maybe_work = True
+                if self._batch_due is not None and self._loop.time() >= self._batch_due:
+                    self._dispatch_batches(force=True)
+                else:
+                    self._wake_at = None
+                    self._maybe_work = True
 
     async def _report_and_claim(
         self, batch: list[tuple[FinishItem, Job, BaseException | None]], want: int
@@ -344,6 +370,8 @@ class Worker:
             self._limited_until = now + reply.limited_ms / 1000
         for cj in reply.jobs:
             self._start(cj)
+        if self.options.batch_size:
+            self._dispatch_batches(force=False)
         self._maybe_work = want > 0 and len(reply.jobs) >= want
         for job_id in reply.stalled_failed:
             self._spawn_stalled_handler(job_id)
@@ -366,7 +394,7 @@ class Worker:
             failures = 0
             if popped is None:
                 continue
-            if len(self._running) >= self.options.concurrency:
+            if len(self._running) >= self._capacity:
                 # Full since we blocked: pass the wake-up on to another worker.
                 with contextlib.suppress(*_NETWORK_ERRORS):
                     await self.queue.client.zadd(marker, {"0": 0})
@@ -440,7 +468,26 @@ class Worker:
         job = self._job_from_claim(cj)
         run = _Running(job)
         self._running[job.id] = run
-        run.task = asyncio.create_task(self._execute(run), name=f"jobq-job-{job.id}")
+        if self.options.batch_size:
+            self._batch_buf.append(run)  # leased and renewed while it waits for its batch
+        else:
+            run.task = asyncio.create_task(self._execute(run), name=f"jobq-job-{job.id}")
+
+    def _dispatch_batches(self, *, force: bool) -> None:
+        """Start full batches; with ``force`` (the wait is over) a partial one too."""
+        assert self._loop is not None
+        size = self.options.batch_size
+        while len(self._batch_buf) >= size or (force and self._batch_buf):
+            runs, self._batch_buf = self._batch_buf[:size], self._batch_buf[size:]
+            task = asyncio.create_task(self._execute_batch(runs), name="jobq-batch")
+            for r in runs:
+                r.task = task
+        if not self._batch_buf:
+            self._batch_due = None
+        elif self.options.batch_wait_ms == 0:
+            self._dispatch_batches(force=True)
+        elif self._batch_due is None:
+            self._batch_due = self._loop.time() + self.options.batch_wait_ms / 1000
 
     def _job_from_claim(self, cj: ClaimedJob) -> Job:
         corrupt: str | None = None
@@ -482,60 +529,111 @@ class Worker:
 
     async def _execute(self, run: _Running) -> None:
         job = run.job
-        exc_out: BaseException | None = None
-        item: FinishItem
         try:
             try:
                 if job.corrupt_reason is not None:
                     raise UnrecoverableError(f"corrupt record: {job.corrupt_reason}")
-                result = await self._invoke(job)
-                if isinstance(result, bytes) and self.options.processes:
-                    encoded = result  # already encoded in the child
-                else:
-                    try:
-                        encoded = serialization.encode(
-                            result, limit=self.queue.max_payload_bytes, what="return value"
-                        )
-                    except PayloadError as exc:
-                        raise UnrecoverableError(
-                            f"the return value cannot be stored: {exc}"
-                        ) from exc
-                count, age = _keep(job.options.keep_completed)
-                item = FinishItem(job.id, job.token or "", "c", encoded, b"", 0, count, age)
-                self.jobs_processed += 1
-            except RateLimitedError as exc:
-                item = FinishItem(job.id, job.token or "", "l", b"", b"", exc.delay_ms)
+                outcome = self._success(job, await self._invoke(job))
             except asyncio.CancelledError as exc:
                 if run.cancelled_by_worker:
                     return  # the shutdown hands this job back itself
-                item, exc_out = self._failure(job, exc)
+                outcome = self._settle_error(job, exc)
             except BaseException as exc:  # a job must never stay active
-                item, exc_out = self._failure(job, exc)
-                if isinstance(exc, KeyboardInterrupt | SystemExit):
-                    log.error(
-                        "processor of job %s raised %s; the worker shuts down",
-                        job.id,
-                        type(exc).__name__,
-                    )
-                    self._background_task(self.close())
+                outcome = self._settle_error(job, exc)
         finally:
             self._running.pop(job.id, None)
+        self._deliver_outcome(run, outcome)
+
+    async def _execute_batch(self, runs: list[_Running]) -> None:
+        """Run one batch; every job gets its own outcome."""
+        outcomes: dict[str, tuple[FinishItem, BaseException | None]] = {}
+        good: list[Job] = []
+        for r in runs:
+            if r.job.corrupt_reason is not None:
+                exc = UnrecoverableError(f"corrupt record: {r.job.corrupt_reason}")
+                outcomes[r.job.id] = self._settle_error(r.job, exc)
+            else:
+                good.append(r.job)
+        try:
+            try:
+                results = await self._invoke(good) if good else []
+                if not isinstance(results, list | tuple) or len(results) != len(good):
+                    raise TypeError(
+                        f"a batch processor must return a list with one outcome per job "
+                        f"({len(good)}), got {type(results).__name__}"
+                    )
+                for job, result in zip(good, results, strict=True):
+                    if isinstance(result, BaseException):
+                        outcomes[job.id] = self._settle_error(job, result)
+                    else:
+                        outcomes[job.id] = self._success(job, result)
+            except asyncio.CancelledError as exc:
+                if runs[0].cancelled_by_worker:
+                    return
+                outcomes.update({j.id: self._settle_error(j, exc) for j in good})
+            except BaseException as exc:  # a job must never stay active
+                outcomes.update({j.id: self._settle_error(j, exc) for j in good})
+        finally:
+            for r in runs:
+                self._running.pop(r.job.id, None)
+        for r in runs:
+            self._deliver_outcome(r, outcomes[r.job.id])
+
+    def _deliver_outcome(
+        self, run: _Running, outcome: tuple[FinishItem, BaseException | None]
+    ) -> None:
         if not run.abandoned:
-            self._results.append((item, job, exc_out))
+            item, exc = outcome
+            self._results.append((item, run.job, exc))
             self._wake.set()
 
-    async def _invoke(self, job: Job) -> Any:
-        timeout = job.options.timeout_ms
+    def _success(self, job: Job, result: Any) -> tuple[FinishItem, BaseException | None]:
+        if isinstance(result, bytes) and self.options.processes:
+            encoded = result  # already encoded in the child
+        else:
+            try:
+                encoded = serialization.encode(
+                    result, limit=self.queue.max_payload_bytes, what="return value"
+                )
+            except PayloadError as exc:
+                return self._failure(
+                    job, UnrecoverableError(f"the return value cannot be stored: {exc}")
+                )
+        count, age = _keep(job.options.keep_completed)
+        self.jobs_processed += 1
+        return FinishItem(job.id, job.token or "", "c", encoded, b"", 0, count, age), None
+
+    def _settle_error(
+        self, job: Job, exc: BaseException
+    ) -> tuple[FinishItem, BaseException | None]:
+        if isinstance(exc, RateLimitedError):
+            return FinishItem(job.id, job.token or "", "l", b"", b"", exc.delay_ms), None
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            log.error(
+                "processor of job %s raised %s; the worker shuts down", job.id, type(exc).__name__
+            )
+            self._background_task(self.close())
+        return self._failure(job, exc)
+
+    async def _invoke(self, arg: Job | list[Job]) -> Any:
+        """Run the processor on one job, or on a batch (a list of jobs)."""
+        jobs = arg if isinstance(arg, list) else [arg]
+        limits = [j.options.timeout_ms for j in jobs if j.options.timeout_ms is not None]
+        timeout = min(limits) if limits else None
+        job = jobs[0]
         loop = asyncio.get_running_loop()
         call: Awaitable[Any]
+        fn: Any = self.processor
         if self._is_async:
-            call = self.processor(job)
+            call = fn(arg)
         elif self._process_pool is not None:
-            child = ChildJob(job.id, job.name, job.data, job.queue_name, job.attempts_made)
-            fn: Any = self.processor
-            call = loop.run_in_executor(self._process_pool, _run_in_child, fn, child)
+            children = [ChildJob(j.id, j.name, j.data, j.queue_name, j.attempts_made) for j in jobs]
+            if isinstance(arg, list):
+                call = loop.run_in_executor(self._process_pool, _run_batch_in_child, fn, children)
+            else:
+                call = loop.run_in_executor(self._process_pool, _run_in_child, fn, children[0])
         else:
-            call = loop.run_in_executor(self._thread_pool, self.processor, job)
+            call = loop.run_in_executor(self._thread_pool, fn, arg)
         try:
             if timeout is None:
                 return await call
@@ -620,11 +718,14 @@ class Worker:
         if grace is None:
             grace = self.options.grace_ms / 1000
         deadline = time.monotonic() + grace
-        while self._running and not self._grace_cut.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+        # Jobs still waiting for a batch to fill have not started (no task): they are
+        # handed back below without waiting.
+        self._batch_buf, self._batch_due = [], None
+        while not self._grace_cut.is_set():
             tasks = {r.task for r in self._running.values() if r.task is not None}
+            remaining = deadline - time.monotonic()
+            if not tasks or remaining <= 0:
+                break
             cut = asyncio.create_task(self._grace_cut.wait())
             await asyncio.wait({*tasks, cut}, timeout=remaining, return_when="FIRST_COMPLETED")
             cut.cancel()
