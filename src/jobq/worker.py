@@ -47,6 +47,7 @@ from .errors import (
     RateLimitedError,
     UnrecoverableError,
 )
+from .deadletter import DeadLetterRouter
 from .flows import deliver_outbox
 from .job import AttemptError, Job
 from .options import JobOptions, KeepJobs, RateLimit, WorkerOptions
@@ -201,6 +202,7 @@ class Worker:
         self._limiter_ms = opts.limiter.duration_ms if opts.limiter else 0
         self.jobs_processed = 0
         self.jobs_failed = 0
+        self._dead_letters = DeadLetterRouter(self.queue, opts.events_max_len)
 
     # -- public ------------------------------------------------------------
     @property
@@ -253,6 +255,7 @@ class Worker:
                     await heartbeat
                 for sig in installed:
                     self._loop.remove_signal_handler(sig)
+                await self._dead_letters.settle()
                 await self._release()
                 self._closed.set()
                 log.info("worker %s stopped", self.id)
@@ -358,6 +361,7 @@ class Worker:
             else:
                 if item.kind == "f" and exc is not None:
                     self._spawn_handler(job, exc)
+                    self._dead_letters.route_soon(job.id)
                 if item.kind in ("c", "f") and "parent" in job.extra:
                     self._deliver_to_parents()
         return reply
@@ -441,6 +445,7 @@ class Worker:
             self._spawn_stalled_handler(job_id)
         if await self.queue.client.llen(self.queue.keys.outbox):
             self._deliver_to_parents()
+        await self._dead_letters.refresh()  # the queue's dead-letter setting; sweeps now and then
 
     def _deliver_to_parents(self) -> None:
         """Tell flow parents about finished children (one delivery at a time)."""
@@ -637,8 +642,12 @@ class Worker:
         try:
             if timeout is None:
                 return await call
+            # asyncio.timeout, not wait_for: wait_for runs the processor in a Task of
+            # its own, and a KeyboardInterrupt/SystemExit raised in a Task escapes the
+            # event loop instead of reaching the code that records the failure.
             try:
-                return await asyncio.wait_for(call, timeout / 1000)
+                async with asyncio.timeout(timeout / 1000):
+                    return await call
             except TimeoutError as exc:
                 raise JobTimeoutError(
                     f"job {job.id} ({job.name!r}) ran longer than its timeout of {timeout} ms"
@@ -692,10 +701,12 @@ class Worker:
 
     def _spawn_stalled_handler(self, job_id: str) -> None:
         if self.failed_job_handler is None:
+            self._dead_letters.route_soon(job_id)
             return
 
         async def fetch_and_call() -> None:
             job = await self.queue.get_job(job_id)
+            self._dead_letters.route_soon(job_id)  # after the fetch: routing deletes the job
             if job is not None:
                 await self._call_handler(job, JobStalledError(job.failed_reason or "stalled"))
 
