@@ -16,6 +16,7 @@
 """
 
 from .connection import ConnectionSettings
+from .deadletter import DeadLetter, DeadLetterReplay, DeadLetters
 from .errors import (
     ConfigurationError,
     ConnectionSetupError,
@@ -37,8 +38,17 @@ from .errors import (
 from .events import QueueEvent, QueueEvents
 from .flows import FlowJob, FlowNode, FlowProducer
 from .job import AttemptError, Job
-from .options import MAX_PRIORITY, Backoff, JobOptions, KeepJobs, RateLimit, WorkerOptions
+from .options import (
+    MAX_PRIORITY,
+    Backoff,
+    Deduplication,
+    JobOptions,
+    KeepJobs,
+    RateLimit,
+    WorkerOptions,
+)
 from .queue import BulkJob, JobCounts, Queue
+from .scheduler import Scheduler, SchedulerInfo
 from .sync import SyncQueue
 from .worker import ChildJob, Worker
 
@@ -53,6 +63,10 @@ __all__ = [
     "ConfigurationError",
     "ConnectionSettings",
     "ConnectionSetupError",
+    "DeadLetter",
+    "DeadLetterReplay",
+    "DeadLetters",
+    "Deduplication",
     "FlowJob",
     "FlowNode",
     "FlowProducer",
@@ -74,6 +88,8 @@ __all__ = [
     "QueueEvents",
     "RateLimit",
     "RateLimitedError",
+    "Scheduler",
+    "SchedulerInfo",
     "ScriptError",
     "SerializationError",
     "SyncQueue",

@@ -41,6 +41,7 @@ __all__ = [
     "create_client",
     "redact_url",
     "resolve",
+    "server_time_ms",
 ]
 
 logger = logging.getLogger("jobq")
@@ -157,6 +158,8 @@ class ConnectionSettings:
         health_check_interval: seconds of idleness after which a connection is
             PINGed before use (0 disables).
         client_name: ``CLIENT SETNAME`` for the connections, if any.
+        max_connections: size of the connection pool; more concurrent commands
+            wait for a free connection (up to the socket plus connect timeout).
     """
 
     url: str
@@ -165,6 +168,7 @@ class ConnectionSettings:
     connect_timeout: float = 5.0
     health_check_interval: float = 15.0
     client_name: str | None = None
+    max_connections: int = 64
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", _check_url(self.url))
@@ -176,6 +180,9 @@ class ConnectionSettings:
         hci = self.health_check_interval
         if not isinstance(hci, int | float) or isinstance(hci, bool) or not hci >= 0:
             raise ConfigurationError(f"health_check_interval must be a number >= 0, got {hci!r}")
+        mc = self.max_connections
+        if isinstance(mc, bool) or not isinstance(mc, int) or mc < 1:
+            raise ConfigurationError(f"max_connections must be an integer >= 1, got {mc!r}")
         name_ = self.client_name
         if name_ is not None and (not name_ or re.search(r"\s", name_)):
             raise ConfigurationError(
@@ -302,18 +309,30 @@ def create_client(
     if not settings.url.startswith("unix:"):
         # TCP only: redis-py's unix socket connection rejects this argument.
         kwargs["socket_keepalive"] = True
-    return redis.asyncio.Redis.from_url(
+    common: dict[str, Any] = {
+        "decode_responses": False,
+        "protocol": RESP_PROTOCOL,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": float(settings.connect_timeout),
+        "health_check_interval": settings.health_check_interval,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_error": [],
+        "client_name": settings.client_name,
+    }
+    if blocking:
+        return redis.asyncio.Redis.from_url(settings.url, **common, **kwargs)
+    # A bounded pool that makes callers wait for a free connection: with redis-py's
+    # default pool, the 101st concurrent command fails with "Too many connections".
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         settings.url,
-        decode_responses=False,
-        protocol=RESP_PROTOCOL,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=float(settings.connect_timeout),
-        health_check_interval=settings.health_check_interval,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_error=[],
-        client_name=settings.client_name,
+        max_connections=settings.max_connections,
+        timeout=float(settings.socket_timeout) + float(settings.connect_timeout),
+        **common,
         **kwargs,
     )
+    client = redis.asyncio.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool we made
+    return client
 
 
 #: Connection-pool bookkeeping of redis-py that must not be shared with a new pool.
@@ -462,3 +481,10 @@ async def check_server(
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         logger.warning("%s", message)
     return ServerInfo(version=version, flavor=flavor, maxmemory_policy=policy)
+
+
+async def server_time_ms(client: redis.asyncio.Redis) -> int:
+    """The server's clock in ms: jobq decides every time with it, never a local clock."""
+    reply: Any = await client.time()
+    sec, usec = reply
+    return int(sec) * 1000 + int(usec) // 1000

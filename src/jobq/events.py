@@ -3,7 +3,8 @@
 Every state change appends to the queue's capped Redis stream
 (``events_max_len`` entries, default 10,000). Events: added, delayed, waiting,
 active, progress, completed, failed, retried, stalled, rate-limited, removed,
-paused, resumed, drained, error.
+paused, resumed, drained, error, deduplicated and debounced (an add absorbed by
+the job holding its deduplication key; ``id`` is that job, ``dk`` the key).
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ class QueueKeys:
         "active",
         "base",
         "completed",
+        "dead_letters",
+        "dedup_index",
+        "dedup_prefix",
         "delayed",
         "events",
         "failed",
@@ -49,6 +52,8 @@ class QueueKeys:
         "outbox",
         "prefix",
         "prio",
+        "scheduler_changes",
+        "schedulers",
         "script_keys",
         "wait",
         "waiting_children",
@@ -75,9 +80,19 @@ class QueueKeys:
         self.metrics_failed = base + ":mf"  # HASH minute -> failed count
         self.workers = base + ":workers"  # ZSET worker id -> alive until (server ms)
         self.job_prefix = base + ":j:"
+        self.schedulers = base + ":schedulers"  # ZSET scheduler id -> next tick (server ms)
+        self.scheduler_changes = base + ":sch-changes"  # STREAM, capped: upserts and removals
         # Lua derives these two from the base of KEYS[1] (includes/common.lua).
         self.outbox = base + ":outbox"  # LIST: finished children to report to parents
         self.waiting_children = base + ":waiting-children"  # ZSET: parents waiting
+        # Deduplication: dedup_prefix + key -> STRING holding the job id (PX ttl if
+        # given); add.lua gets the prefix in ARGV, other scripts derive it from the
+        # base as they do the index, a ZSET key -> expiry (server ms, +inf = no TTL).
+        self.dedup_prefix = base + ":dd:"
+        self.dedup_index = base + ":dd"
+        # Dead-letter entries of this queue (when it serves as one): entry id ->
+        # original failure time; the dead_letter_* scripts derive it from the base.
+        self.dead_letters = base + ":dead-letters"
         # Every script receives the same KEYS, in this order (see scripts/lua/*).
         self.script_keys: tuple[str, ...] = (
             self.wait,
@@ -103,3 +118,11 @@ class QueueKeys:
     def logs(self, job_id: str) -> str:
         """The list holding one job's log lines."""
         return self.job_prefix + job_id + ":logs"
+
+    def scheduler(self, scheduler_id: str) -> str:
+        """The hash holding one job scheduler (spec, job template, next/last tick, count)."""
+        return self.base + ":sch:" + scheduler_id
+
+    def dedup(self, key: str) -> str:
+        """The string holding the id of the job that owns a deduplication key."""
+        return self.dedup_prefix + key

@@ -7,12 +7,21 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from . import scheduler as _scheduler
 from . import serialization
-from .connection import ConnectionSettings, check_server, clone_client, create_client, resolve
+from .connection import (
+    ConnectionSettings,
+    check_server,
+    clone_client,
+    create_client,
+    resolve,
+    server_time_ms,
+)
 from .errors import (
     ConfigurationError,
     JobFailedError,
@@ -24,6 +33,7 @@ from .errors import (
 from .job import Job, JobState
 from .keys import QueueKeys
 from .options import Duration, JobOptions, to_ms
+from .scheduler import SchedulerInfo
 from .scripts import QueueScripts
 
 __all__ = ["BulkJob", "JobCounts", "Queue"]
@@ -181,10 +191,20 @@ class Queue:
         prio = "" if opts.priority is None else str(opts.priority)
         return (opts.job_id or "", name, payload, raw_opts, prio, opts.delay_ms, opts.lifo)
 
+    def _dedup_spec(self, options: JobOptions | None) -> tuple[str, int, bool] | None:
+        dd = (options if options is not None else self.default_options).dedup
+        return None if dd is None else (dd.key, dd.ttl_ms or 0, dd.debounce)
+
     async def add(self, name: str, data: Any = None, options: JobOptions | None = None) -> Job:
-        """Add one job. With ``options.job_id`` of an existing job, return that job instead."""
+        """Add one job. With ``options.job_id`` of an existing job, return that job instead.
+
+        With ``options.deduplication`` whose key a pending job holds, return
+        that job (updated, if the add debounced it) and add nothing.
+        """
         prepared = self._prepare(name, data, options)
-        [(job_id, created)] = await self.scripts.add(self.events_max_len, [prepared])
+        [(job_id, created)] = await self.scripts.add(
+            self.events_max_len, [prepared], [self._dedup_spec(options)]
+        )
         if not created:
             existing = await self.get_job(job_id)
             if existing is not None:
@@ -211,13 +231,37 @@ class Queue:
                 raise type(exc)(f"add_bulk item {i} ({item.name!r}): {exc}") from exc
         if not prepared:
             return []
-        result = await self.scripts.add(self.events_max_len, prepared)
+        dedup = [self._dedup_spec(item.options) for item in items]
+        result = await self.scripts.add(self.events_max_len, prepared, dedup)
         now = int(time.time() * 1000)
+        # Items that added nothing (existing id, deduplicated) get the stored job.
+        found = {j.id: j for j in await self._jobs_by_ids([i for i, c in result if not c])}
         out = []
-        for item, (job_id, _created) in zip(items, result, strict=True):
+        for item, (job_id, created) in zip(items, result, strict=True):
+            if not created and job_id in found:
+                out.append(found[job_id])
+                continue
             opts = item.options if item.options is not None else self.default_options
             out.append(Job(self, job_id, item.name, item.data, opts, timestamp=now))
         return out
+
+    # -- deduplication -----------------------------------------------------
+    async def get_deduplication_job_id(self, key: str) -> str | None:
+        """The id of the job holding deduplication ``key``, or None if it is free."""
+        client: Any = self.client
+        raw = await client.get(self.keys.dedup(key))
+        return None if raw is None else raw.decode()
+
+    async def remove_deduplication_key(self, key: str) -> bool:
+        """Free deduplication ``key`` now (its job, if any, is left alone).
+
+        The next add with this key creates a new job. True if the key was held.
+        """
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.dedup(key))
+            pipe.zrem(self.keys.dedup_index, key)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
 
     # -- reading -----------------------------------------------------------
     async def get_job(self, job_id: str) -> Job | None:
@@ -284,18 +328,15 @@ class Queue:
         oldest first, by the server's clock."""
         key = self.keys.metrics_completed if kind == "completed" else self.keys.metrics_failed
         client: Any = self.client
-        sec, _ = await client.time()
-        now_minute = int(sec) // 60
+        now_minute = await server_time_ms(client) // 60_000
         wanted = [str(now_minute - i) for i in range(minutes - 1, -1, -1)]
         raw = await client.hmget(key, wanted)
         return [int(x) if x is not None else 0 for x in raw]
 
     async def workers_alive(self) -> int:
         """Workers whose heartbeat is current."""
-        client: Any = self.client
-        sec, usec = await client.time()
-        now = int(sec) * 1000 + int(usec) // 1000
-        return int(await client.zcount(self.keys.workers, now, "+inf"))
+        now = await server_time_ms(self.client)
+        return int(await self.client.zcount(self.keys.workers, now, "+inf"))
 
     # -- steering ----------------------------------------------------------
     async def pause(self) -> bool:
@@ -309,6 +350,28 @@ class Queue:
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""
         return bool(await self.client.hexists(self.keys.meta, "paused"))
+
+    async def set_dead_letter_queue(self, name: str | None) -> None:
+        """Route this queue's jobs that fail for good to the dead-letter queue ``name``
+        (same prefix; ``"dead-letter"`` by convention), or stop routing with None.
+
+        Stored in Redis, so every worker of the queue follows it (each reads it at
+        start and with every heartbeat). See :mod:`jobq.deadletter`.
+        """
+        if name is None:
+            await self.client.hdel(self.keys.meta, "dlq")
+            return
+        QueueKeys(self.keys.prefix, name)  # checks the name, naming the field if bad
+        if name == self.name:
+            raise ConfigurationError(
+                f"queue {self.name!r} cannot be its own dead-letter queue; pick another name"
+            )
+        await self.client.hset(self.keys.meta, "dlq", name)
+
+    async def get_dead_letter_queue(self) -> str | None:
+        """The dead-letter queue this queue's failed jobs go to, or None."""
+        raw = await self.client.hget(self.keys.meta, "dlq")
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
     async def promote(self, job_id: str) -> None:
         """Run a delayed job now."""
@@ -362,6 +425,59 @@ class Queue:
             total += n
             if n == 0:
                 return total
+
+    # -- schedulers ----------------------------------------------------------
+    async def upsert_scheduler(
+        self,
+        scheduler_id: str,
+        *,
+        every: Duration | None = None,
+        cron: str | None = None,
+        tz: str = "UTC",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+        name: str,
+        data: Any = None,
+        options: JobOptions | None = None,
+    ) -> SchedulerInfo:
+        """Create or replace a job scheduler: a job ``name`` with ``data`` every
+        ``every`` ms, or at the times of ``cron`` in time zone ``tz``.
+
+        ``start``/``end`` (aware datetimes) bound the ticks, ``limit`` caps
+        their number. Upserting the same spec again changes nothing (a new
+        template applies from the pending tick on); a changed spec replaces the
+        schedule and its pending job. See docs/schedulers.md.
+        """
+        return await _scheduler.upsert(
+            self,
+            scheduler_id,
+            every=every,
+            cron=cron,
+            tz=tz,
+            start=start,
+            end=end,
+            limit=limit,
+            name=name,
+            data=data,
+            options=options,
+        )
+
+    async def remove_scheduler(self, scheduler_id: str) -> bool:
+        """Delete a job scheduler and its pending job; False if there was none."""
+        return await _scheduler.remove(self, scheduler_id)
+
+    async def get_scheduler(self, scheduler_id: str) -> SchedulerInfo | None:
+        """One job scheduler (also an ended one), or None."""
+        return await _scheduler.get(self, scheduler_id)
+
+    async def list_schedulers(self) -> list[SchedulerInfo]:
+        """The live job schedulers, soonest next run first."""
+        return await _scheduler.list_all(self)
+
+    async def run_scheduler_now(self, scheduler_id: str) -> Job:
+        """Add one extra job from a scheduler's template now; its schedule is not moved."""
+        return await _scheduler.run_now(self, scheduler_id)
 
     # -- waiting for results ---------------------------------------------
     async def wait_for_job(self, job_id: str, timeout: float | None = None) -> Any:

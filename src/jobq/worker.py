@@ -39,7 +39,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import scheduler as _scheduler
 from . import serialization
+from .deadletter import DeadLetterRouter
 from .errors import (
     JobStalledError,
     JobTimeoutError,
@@ -47,7 +49,6 @@ from .errors import (
     RateLimitedError,
     UnrecoverableError,
 )
-from .deadletter import DeadLetterRouter
 from .flows import deliver_outbox
 from .job import AttemptError, Job
 from .options import JobOptions, KeepJobs, RateLimit, WorkerOptions
@@ -244,9 +245,7 @@ class Worker:
         try:
             await self._main_loop()
         finally:
-            marker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
-                await marker
+            await self._stop_marker(marker)
             try:
                 await self._drain_running()
             finally:
@@ -260,6 +259,19 @@ class Worker:
                 self._closed.set()
                 log.info("worker %s stopped", self.id)
 
+    async def _stop_marker(self, marker: asyncio.Task[None]) -> None:
+        # On Python 3.11 redis-py's internal wait_for can swallow a cancel that lands
+        # just as a command was sent, leaving BZPOPMIN to block its full time: cut
+        # the blocking connection as well, and repeat until the task is done.
+        while not marker.done():
+            marker.cancel()
+            assert self._bclient is not None
+            with contextlib.suppress(*_NETWORK_ERRORS):
+                await self._bclient.connection_pool.disconnect()
+            await asyncio.wait({marker}, timeout=0.1)
+        with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
+            await marker
+
     async def close(self, grace: float | None = None) -> None:
         """Stop claiming now; let running jobs finish within the grace period
         (seconds; default the worker's ``shutdown_grace``), hand back the rest."""
@@ -267,12 +279,16 @@ class Worker:
             self._grace_cut.set()
         elif grace is not None:
             self._grace_override = grace
+        self._begin_close()
+        if self._started:
+            await self._closed.wait()
+
+    def _begin_close(self) -> None:
+        """Stop claiming now (synchronous, so a signal handler sees it at once)."""
         self._closing = True
         self._stop.set()
         self._wake.set()
         self._marker_gate.set()
-        if self._started:
-            await self._closed.wait()
 
     _grace_override: float | None = None
 
@@ -374,6 +390,8 @@ class Worker:
             self._limited_until = now + reply.limited_ms / 1000
         for cj in reply.jobs:
             self._start(cj)
+            if cj.extra and b'"sid"' in cj.extra:  # a scheduler's tick: plan the next one
+                self._background_task(_scheduler.on_tick_claimed(self.queue, cj.extra))
         if self.options.batch_size:
             self._dispatch_batches(force=False)
         self._maybe_work = want > 0 and len(reply.jobs) >= want
@@ -446,6 +464,7 @@ class Worker:
         if await self.queue.client.llen(self.queue.keys.outbox):
             self._deliver_to_parents()
         await self._dead_letters.refresh()  # the queue's dead-letter setting; sweeps now and then
+        await _scheduler.maintain(self.queue)  # advance schedules whose tick is due
 
     def _deliver_to_parents(self) -> None:
         """Tell flow parents about finished children (one delivery at a time)."""
@@ -808,7 +827,7 @@ class Worker:
             self._grace_cut.set()
             return
         log.info("%s received: worker %s stops claiming and finishes its jobs", sig.name, self.id)
-        self._background_task(self.close())
+        self._begin_close()
 
     def _background_task(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

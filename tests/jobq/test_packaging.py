@@ -149,7 +149,7 @@ def test_every_lua_file_opens_with_a_documented_header() -> None:
 
 def test_every_include_opens_with_a_header() -> None:
     includes = {p.stem: _header(p) for p in LUA_FILES if p.parent != LUA_DIR}
-    assert set(includes) == {"claim", "common", "recover"}
+    assert set(includes) == {"claim", "common", "recover", "schedule"}
     common = "\n".join(includes.pop("common"))
     # common.lua documents the KEYS every script receives, in order.
     for i, key in enumerate(["wait", "prio", "delayed", "active", "completed", "failed"], 1):

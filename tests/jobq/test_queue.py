@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -254,3 +255,26 @@ def test_sync_queue_adds_and_reads(redis_url: str, queue_name: str) -> None:
         assert q.get_job_state(job.id) == "waiting"
         q.remove(job.id)
         assert q.get_job(job.id) is None
+
+
+async def test_many_concurrent_adds_on_one_queue_wait_for_a_connection(queue: Queue) -> None:
+    # More concurrent commands than the pool has connections: callers wait, none fails.
+    jobs = await asyncio.gather(*(queue.add("burst", {"i": i}) for i in range(300)))
+    assert len({j.id for j in jobs}) == 300
+    assert (await queue.get_job_counts()).waiting == 300
+
+
+async def test_obliterate_removes_schedulers_dedup_keys_and_flows_too(
+    queue: Queue, redis_client: Redis, redis_url: str
+) -> None:
+    from jobq import Deduplication, FlowJob, FlowProducer
+
+    await queue.upsert_scheduler("nightly", cron="0 2 * * *", name="cleanup")
+    await queue.add("once", None, JobOptions(deduplication=Deduplication(key="k", ttl=60_000)))
+    async with FlowProducer(connection=redis_url) as flows:
+        await flows.add(
+            FlowJob(name="parent", queue=queue.name, children=[FlowJob(name="c", queue=queue.name)])
+        )
+    assert await queue_keys(redis_client, queue) != []
+    await queue.obliterate(batch=2)
+    assert await queue_keys(redis_client, queue) == []

@@ -34,10 +34,15 @@ __all__ = [
 SCRIPT_NAMES = (
     "add",
     "add_flow_node",
+    "advance_scheduler",
     "child_done",
     "claim",
     "clean",
     "counts",
+    "dead_letter_add",
+    "dead_letter_release",
+    "dead_letter_replay",
+    "dead_letter_scan",
     "drain",
     "extend",
     "finish",
@@ -47,8 +52,10 @@ SCRIPT_NAMES = (
     "progress",
     "promote",
     "remove",
+    "remove_scheduler",
     "retry",
     "state",
+    "upsert_scheduler",
 )
 
 _INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.MULTILINE)
@@ -159,6 +166,17 @@ class QueueScripts:
             await self.client.execute_command("SCRIPT", "LOAD", text)
             return await self.client.execute_command("EVALSHA", sha, *self._head, *args)
 
+    async def _call_keys(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+        """Call a script that takes ``keys`` after the standard ones (KEYS[15], ...)."""
+        text, sha = script_source(name)
+        std = self.keys.script_keys
+        head = (len(std) + len(keys), *std, *keys)
+        try:
+            return await self.client.execute_command("EVALSHA", sha, *head, *args)
+        except NoScriptError:
+            await self.client.execute_command("SCRIPT", "LOAD", text)
+            return await self.client.execute_command("EVALSHA", sha, *head, *args)
+
     async def load_all(self) -> None:
         """Load every script now, so the first real call finds it cached."""
         for name in SCRIPT_NAMES:
@@ -166,12 +184,25 @@ class QueueScripts:
             await self.client.execute_command("SCRIPT", "LOAD", text)
 
     async def add(
-        self, events_max_len: int, jobs: Sequence[tuple[str, str, bytes, bytes, str, int, bool]]
+        self,
+        events_max_len: int,
+        jobs: Sequence[tuple[str, str, bytes, bytes, str, int, bool]],
+        dedup: Sequence[tuple[str, int, bool] | None] = (),
     ) -> list[tuple[str, bool]]:
-        """Add jobs: (id or '', name, data, options JSON or b'', priority or '', delay, lifo)."""
+        """Add jobs: (id or '', name, data, options JSON or b'', priority or '', delay, lifo).
+
+        ``dedup``, by position among ``jobs`` (missing or None: none): (key,
+        ttl ms or 0 for "until the job finishes", debounce). A job whose key is
+        held comes back as (holder id, False).
+        """
         args: list[Any] = [self._prefix, events_max_len, len(jobs)]
         for job_id, name, data, opts, prio, delay, lifo in jobs:
             args.extend((job_id, name, data, opts, prio, delay, "1" if lifo else "0"))
+        specs = [(i, d) for i, d in enumerate(dedup, 1) if d is not None]
+        if specs:
+            args.extend((self.keys.dedup_prefix, len(specs)))
+            for i, (key, ttl, debounce) in specs:
+                args.extend((i, key, ttl, "1" if debounce else "0"))
         raw = await self._call("add", *args)
         return [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
 
@@ -359,3 +390,153 @@ class QueueScripts:
     async def obliterate(self, force: bool, batch: int) -> int:
         """Delete a batch of the queue; jobs deleted, 0 when done, -4 if active jobs block it."""
         return int(await self._call("obliterate", self._prefix, "1" if force else "0", batch))
+
+    # -- dead letters (see jobq.deadletter) ----------------------------------
+    async def dead_letter_add(
+        self,
+        entry_id: str,
+        name: str,
+        data: bytes,
+        options: bytes,
+        origin: tuple[str, str, str],
+        failed_at: int,
+        error_text: str,
+        *,
+        same_job: bool,
+        events_max_len: int,
+    ) -> int:
+        """File an entry in this dead-letter queue; ``origin`` is (prefix, queue, job id).
+        1 created, 2 updated with a newer failure, 0 filed already, -5 another job's id."""
+        oprefix, oqueue, oid = origin
+        return int(
+            await self._call(
+                "dead_letter_add",
+                self._prefix,
+                events_max_len,
+                entry_id,
+                name,
+                data,
+                options,
+                oprefix,
+                oqueue,
+                oid,
+                failed_at,
+                error_text,
+                "1" if same_job else "0",
+            )
+        )
+
+    async def dead_letter_release(
+        self, job_id: str, failed_at: int, dead_letter_queue: str, *, events_max_len: int
+    ) -> int:
+        """Delete a failed job filed as a dead letter; 1, or 0 (it changed since: kept)."""
+        return int(
+            await self._call(
+                "dead_letter_release",
+                self._prefix,
+                events_max_len,
+                job_id,
+                failed_at,
+                dead_letter_queue,
+            )
+        )
+
+    async def dead_letter_replay(
+        self, entry_id: str, by: str, job_id: str, edited: bool, keep: int
+    ) -> tuple[int, int] | None:
+        """Record a replay on an entry: (replay count, server ms), or None (no such entry)."""
+        raw = await self._call(
+            "dead_letter_replay", self._prefix, entry_id, by, job_id, "1" if edited else "0", keep
+        )
+        if not isinstance(raw, list):
+            return None
+        return int(raw[0]), int(raw[1])
+
+    async def dead_letter_scan(
+        self,
+        lowest: int | str,
+        highest: int | str,
+        offset: int,
+        batch: int,
+        *,
+        newest_first: bool,
+        queue: str,
+        name: str,
+        text: str,
+    ) -> tuple[int, list[str]]:
+        """One batch of a filtered walk over the entries: (members read, matching ids)."""
+        raw = await self._call(
+            "dead_letter_scan",
+            self._prefix,
+            lowest,
+            highest,
+            offset,
+            batch,
+            "1" if newest_first else "0",
+            queue,
+            name,
+            text,
+        )
+        return int(raw[0]), [_s(x) for x in raw[1:]]
+
+    # -- job schedulers (see jobq.scheduler) ----------------------------------
+    async def upsert_scheduler(
+        self,
+        scheduler_id: str,
+        spec: str,
+        first_tick: int | None,
+        template: tuple[str, bytes, bytes, str, bool],
+        *,
+        events_max_len: int,
+    ) -> tuple[int, int | None]:
+        """Create or replace a scheduler; ``template`` is (name, data, options JSON,
+        priority or '', lifo). Returns (1 created/replaced, 2 template updated,
+        0 unchanged; the next tick or None when ended)."""
+        k = self.keys
+        name, data, opts, prio, lifo = template
+        raw = await self._call_keys(
+            "upsert_scheduler",
+            (k.schedulers, k.scheduler(scheduler_id), k.scheduler_changes),
+            self._prefix,
+            events_max_len,
+            scheduler_id,
+            spec,
+            "" if first_tick is None else first_tick,
+            name,
+            data,
+            opts,
+            prio,
+            "1" if lifo else "0",
+        )
+        nxt = _s(raw[1])
+        return int(raw[0]), int(nxt) if nxt else None
+
+    async def advance_scheduler(
+        self, scheduler_id: str, tick: int, next_tick: int | None, spec: str, *, events_max_len: int
+    ) -> bool:
+        """Move a scheduler from ``tick`` to ``next_tick`` (None: it ends) if ``tick`` is
+        still its next tick and ``spec`` its spec; True when this call moved it."""
+        k = self.keys
+        raw = await self._call_keys(
+            "advance_scheduler",
+            (k.schedulers, k.scheduler(scheduler_id)),
+            self._prefix,
+            events_max_len,
+            scheduler_id,
+            tick,
+            "" if next_tick is None else next_tick,
+            spec,
+        )
+        return bool(int(raw))
+
+    async def remove_scheduler(self, scheduler_id: str, *, events_max_len: int) -> bool:
+        """Delete a scheduler and its pending tick job; False if there was none."""
+        k = self.keys
+        raw = await self._call_keys(
+            "remove_scheduler",
+            (k.schedulers, k.scheduler(scheduler_id), k.scheduler_changes),
+            self._prefix,
+            events_max_len,
+            scheduler_id,
+        )
+        return bool(int(raw))

@@ -5,25 +5,90 @@
 -- ARGV[3] number of jobs N, then 7 values per job:
 --   id ('' = generate), name, data JSON, options JSON ('' = defaults),
 --   priority ('' = plain), delay ms, lifo ('1' or '0')
+-- Then, optional (left out: no job deduplicates):
+--   ARGV[4 + 7N] deduplication key prefix "{prefix:queue}:dd:"
+--   ARGV[5 + 7N] number of deduplicated jobs M, then 4 values each:
+--     job index (1-based, among the N), dedup key, ttl ms (0 = until the job
+--     finishes), debounce ('1' or '0')
 -- Returns { id1, created1, id2, created2, ... }; created is 0 when a job with
--- that id already existed (nothing written for it).
+-- that id already existed, or when a pending job (or one within its ttl) holds
+-- the dedup key: its id is returned and nothing is written for the add
+-- ('deduplicated' event), except that a debounced add whose holder is still
+-- delayed and never started replaces the holder's name and data and moves it
+-- to now + delay ('debounced' event).
 --@include common
 local prefix, maxlen, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = server_now()
 local out = {}
 local ready = false
+-- Deduplication specs by job index; the plain path reads only the count.
+local dedup = {}
+local db = 4 + n * 7
+local ddprefix, m = ARGV[db], tonumber(ARGV[db + 1] or '0')
+for j = 0, m - 1 do
+  local c = db + 2 + j * 4
+  dedup[tonumber(ARGV[c])] =
+    {key = ARGV[c + 1], ttl = tonumber(ARGV[c + 2]), debounce = ARGV[c + 3] == '1'}
+end
+-- Drop index entries of keys whose TTL has run out.
+if m > 0 then redis.call('ZREMRANGEBYSCORE', K_DEDUP, '-inf', now) end
+
+-- The id of the job holding a dedup key, or nil. A key without a TTL whose job
+-- is gone or finished (deleted by hand, say) is stale and holds nothing.
+local function holder_of(ddkey)
+  local holder = redis.call('GET', ddkey)
+  if holder and redis.call('PTTL', ddkey) == -1 and
+      (redis.call('EXISTS', prefix .. holder) == 0 or redis.call('ZSCORE', K_COMPLETED, holder) or
+       redis.call('ZSCORE', K_FAILED, holder)) then
+    return nil
+  end
+  return holder or nil
+end
+
+-- An add absorbed by the holder of its key: debounce it or just report it.
+local function absorb(holder, dd, name, data, delay)
+  local hk = prefix .. holder
+  if dd.debounce and redis.call('ZSCORE', K_DELAYED, holder) and
+      tonumber(redis.call('HGET', hk, 'as') or '0') == 0 then
+    redis.call('HSET', hk, 'n', name, 'd', data, 'dl', delay)
+    redis.call('ZADD', K_DELAYED, now + delay, holder)
+    emit(maxlen, 'e', 'debounced', 'id', holder, 'name', name, 'dk', dd.key, 'delay', delay)
+    return true
+  end
+  emit(maxlen, 'e', 'deduplicated', 'id', holder, 'name', name, 'dk', dd.key)
+  return false
+end
+
 for i = 0, n - 1 do
   local b = 4 + i * 7
   local id, name, data, opts = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local prio, delay, lifo = ARGV[b + 4], tonumber(ARGV[b + 5]), ARGV[b + 6] == '1'
+  local dd = dedup[i + 1]
   local created = 1
-  if id == '' then
-    id = tostring(redis.call('INCR', K_ID))
-  elseif redis.call('EXISTS', prefix .. id) == 1 then
+  if id ~= '' and redis.call('EXISTS', prefix .. id) == 1 then
     created = 0
+  elseif dd then
+    local holder = holder_of(ddprefix .. dd.key)
+    if holder then
+      id, created = holder, 0
+      -- A due time moved earlier must reach an idle worker's timer.
+      if absorb(holder, dd, name, data, delay) then ready = true end
+    end
   end
   if created == 1 then
+    if id == '' then id = tostring(redis.call('INCR', K_ID)) end
     create_job(prefix, id, name, data, opts, prio, delay, lifo, '', now, maxlen)
+    if dd then
+      local ddkey = ddprefix .. dd.key
+      redis.call('HSET', prefix .. id, 'dk', dd.key)
+      if dd.ttl > 0 then
+        redis.call('SET', ddkey, id, 'PX', dd.ttl)
+        redis.call('ZADD', K_DEDUP, now + dd.ttl, dd.key)
+      else
+        redis.call('SET', ddkey, id)
+        redis.call('ZADD', K_DEDUP, '+inf', dd.key)
+      end
+    end
     ready = true
   end
   out[#out + 1] = id

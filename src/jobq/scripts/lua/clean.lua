@@ -4,7 +4,8 @@
 -- ARGV[3] state: completed | failed | delayed | waiting   ARGV[4] grace ms
 -- ARGV[5] limit
 -- Age: finished time for completed and failed, due time for delayed,
--- created time for waiting. Returns the deleted ids.
+-- created time for waiting. Returns the deleted ids. Their deduplication keys
+-- are freed (even one with a TTL, as remove does).
 --@include common
 local prefix, state = ARGV[1], ARGV[3]
 local limit = tonumber(ARGV[5])
@@ -37,6 +38,7 @@ else
 end
 local maxlen = tonumber(ARGV[2])
 for _, id in ipairs(ids) do
+  release_dedup(prefix .. id, id, true)
   delete_job(prefix, id)
   emit(maxlen, 'e', 'removed', 'id', id, 'reason', 'cleaned')
 end

@@ -3,12 +3,15 @@
 -- KEYS: the queue's standard keys (see includes/common.lua).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] '1' delayed too
 -- ARGV[4] batch size
--- Returns the number of jobs deleted by this call.
+-- Returns the number of jobs deleted by this call. Their deduplication keys are freed.
 --@include common
 local prefix, batch = ARGV[1], tonumber(ARGV[4])
 local removed = 0
 local function take(ids)
-  for _, id in ipairs(ids) do delete_job(prefix, id) end
+  for _, id in ipairs(ids) do
+    release_dedup(prefix .. id, id, true)
+    delete_job(prefix, id)
+  end
   removed = removed + #ids
 end
 local plain = redis.call('LRANGE', K_WAIT, -batch, -1)

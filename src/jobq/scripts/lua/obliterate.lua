@@ -1,8 +1,8 @@
 -- obliterate: delete the queue and all its jobs, a batch per call.
 -- KEYS: the queue's standard keys (see includes/common.lua).
 -- ARGV[1] job key prefix   ARGV[2] '1' force (even with active jobs)   ARGV[3] batch
--- Returns the number of jobs deleted by this call (call again until 0), or
--- -4 when jobs are active and force was not given.
+-- Returns the number of jobs (then deduplication keys, then schedulers) deleted by this
+-- call (call again until 0), or -4 when jobs are active and force was not given.
 --@include common
 local prefix, batch = ARGV[1], tonumber(ARGV[3])
 if ARGV[2] ~= '1' and redis.call('ZCARD', K_ACTIVE) > 0 then return -4 end
@@ -24,7 +24,26 @@ for _, set in ipairs({K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED, K_WAIT
     removed = removed + #ids
   end
 end
+-- Deduplication keys, found through their index (some outlive their jobs by a TTL).
+if removed < batch then
+  local dks = redis.call('ZRANGE', K_DEDUP, 0, batch - removed - 1)
+  if #dks > 0 then
+    redis.call('ZREM', K_DEDUP, unpack(dks))
+    for _, dk in ipairs(dks) do redis.call('DEL', K_DEDUP .. ':' .. dk) end
+    removed = removed + #dks
+  end
+end
+-- Schedulers: one hash each, found through their sorted set.
+if removed < batch then
+  local sids = redis.call('ZRANGE', K_BASE .. ':schedulers', 0, batch - removed - 1)
+  if #sids > 0 then
+    redis.call('ZREM', K_BASE .. ':schedulers', unpack(sids))
+    for _, sid in ipairs(sids) do redis.call('DEL', K_BASE .. ':sch:' .. sid) end
+    removed = removed + #sids
+  end
+end
 if removed == 0 then
+  redis.call('DEL', K_BASE .. ':schedulers', K_BASE .. ':sch-changes', K_BASE .. ':dead-letters')
   redis.call('DEL', K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED, K_META,
     K_EVENTS, K_MARKER, K_LIMITER, K_ID, K_MC, K_MF, K_WORKERS,
     K_WAITING_CHILDREN, K_OUTBOX)

@@ -2,6 +2,7 @@
 -- KEYS: the queue's standard keys (see includes/common.lua).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] job id
 -- Returns 1, or -1 no such job, -3 the job is active (a worker holds it).
+-- The job's deduplication key is freed if it still points to the job.
 --@include common
 local prefix, id = ARGV[1], ARGV[3]
 if redis.call('EXISTS', prefix .. id) == 0 then return -1 end
@@ -10,6 +11,7 @@ local gone = redis.call('ZREM', K_PRIO, id) + redis.call('ZREM', K_DELAYED, id) 
   redis.call('ZREM', K_COMPLETED, id) + redis.call('ZREM', K_FAILED, id) +
   redis.call('ZREM', K_WAITING_CHILDREN, id)
 if gone == 0 then redis.call('LREM', K_WAIT, 1, id) end
+release_dedup(prefix .. id, id, true)
 delete_job(prefix, id)
 emit(tonumber(ARGV[2]), 'e', 'removed', 'id', id)
 return 1

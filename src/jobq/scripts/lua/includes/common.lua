@@ -18,7 +18,7 @@
 --   a attempts made, as attempts started, s stall count, tk fencing token,
 --   pt processed (claimed) at, ft finished at, rv return value, fr failure
 --   reason, er per-attempt errors (JSON), pg progress, x extra fields set by
---   features (JSON object, e.g. the scheduler id and tick).
+--   features (JSON object, e.g. the scheduler id and tick), dk deduplication key.
 
 local K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_COMPLETED, K_FAILED, K_META, K_EVENTS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -28,6 +28,9 @@ local K_WORKERS = KEYS[14]
 local K_BASE = string.sub(K_WAIT, 1, -6) -- strip ':wait'
 local K_OUTBOX = K_BASE .. ':outbox' -- LIST: finished children whose parent must hear of it
 local K_WAITING_CHILDREN = K_BASE .. ':waiting-children' -- ZSET: parents waiting for children
+-- Deduplication: K_DEDUP .. ':' .. key STRING -> job id (PX ttl when given);
+-- K_DEDUP itself is the index, ZSET key -> expiry (server ms, +inf: no TTL).
+local K_DEDUP = K_BASE .. ':dd'
 
 local RATE_LIMITED_FLAG = 1000000000000000
 local PRIO_SHIFT = 4294967296 -- 2^32
@@ -105,6 +108,18 @@ local function keep_trim(setkey, prefix, now, count, age)
   end
 end
 
+-- Free a job's deduplication key if it still points to this job. Unless
+-- forced (the job is being deleted), a key with a TTL holds for all of it.
+local function release_dedup(jobkey, id, force)
+  local dk = redis.call('HGET', jobkey, 'dk')
+  if not dk then return end
+  local key = K_DEDUP .. ':' .. dk
+  if redis.call('GET', key) ~= id then return end
+  if not force and redis.call('PTTL', key) ~= -1 then return end
+  redis.call('DEL', key)
+  redis.call('ZREM', K_DEDUP, dk)
+end
+
 -- Record a finished job in its set (or delete it at once), then trim the set.
 local function finish_into(setkey, prefix, id, now, count, age)
   -- A child of a flow: leave word for its parent (delivered by a worker, since
@@ -116,6 +131,7 @@ local function finish_into(setkey, prefix, id, now, count, age)
     local v = redis.call('HGET', jobkey, failed and 'fr' or 'rv') or ''
     redis.call('RPUSH', K_OUTBOX, cjson.encode({id = id, k = failed and 'f' or 'c', v = v, x = x}))
   end
+  release_dedup(jobkey, id, false)
   if count == 0 then
     delete_job(prefix, id)
   else
