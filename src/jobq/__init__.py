@@ -37,6 +37,7 @@ from .errors import (
 )
 from .events import QueueEvent, QueueEvents
 from .flows import FlowJob, FlowNode, FlowProducer
+from .groups import GroupInfo, GroupLimits
 from .job import AttemptError, Job
 from .options import (
     MAX_PRIORITY,
@@ -70,6 +71,8 @@ __all__ = [
     "FlowJob",
     "FlowNode",
     "FlowProducer",
+    "GroupInfo",
+    "GroupLimits",
     "InvalidJobStateError",
     "Job",
     "JobCounts",

@@ -41,6 +41,11 @@ class QueueKeys:
         "delayed",
         "events",
         "failed",
+        "group_active",
+        "group_config",
+        "group_limited",
+        "group_state",
+        "groups",
         "id",
         "job_prefix",
         "limiter",
@@ -80,6 +85,12 @@ class QueueKeys:
         self.metrics_failed = base + ":mf"  # HASH minute -> failed count
         self.workers = base + ":workers"  # ZSET worker id -> alive until (server ms)
         self.job_prefix = base + ":j:"
+        # Groups (tenants); Lua derives the same names (includes/common.lua).
+        self.groups = base + ":groups"  # LIST: round-robin ring of runnable groups
+        self.group_state = base + ":gstate"  # HASH group -> r (ring) | c | l (parked)
+        self.group_active = base + ":gactive"  # HASH group -> running jobs
+        self.group_limited = base + ":glimited"  # ZSET group -> rate window ends (ms)
+        self.group_config = base + ":gconf"  # HASH group ('*' default) -> "conc,max,ms"
         self.schedulers = base + ":schedulers"  # ZSET scheduler id -> next tick (server ms)
         self.scheduler_changes = base + ":sch-changes"  # STREAM, capped: upserts and removals
         # Lua derives these two from the base of KEYS[1] (includes/common.lua).
@@ -110,6 +121,14 @@ class QueueKeys:
             self.metrics_failed,
             self.workers,
         )
+
+    def group(self, group: str) -> str:
+        """The list of one group's waiting jobs (LPUSH in, RPOP out)."""
+        return self.base + ":g:" + group
+
+    def group_rate(self, group: str) -> str:
+        """The counter of one group's starts in its current rate window."""
+        return self.base + ":grate:" + group
 
     def job(self, job_id: str) -> str:
         """The hash holding one job."""

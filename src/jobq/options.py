@@ -283,6 +283,9 @@ class JobOptions:
     job_id: your own id; adding an id that exists returns that job and writes nothing.
     deduplication: a :class:`Deduplication` (or BullMQ-style ``{"id": ..., "ttl": ...}``):
         while a job with the same key is pending, adding returns that job instead.
+    group: a group key (tenant, user, agency). Groups are served round-robin,
+        each with the limits set by :meth:`Queue.set_group_limits`; jobs of one
+        group run first in, first out (a grouped job takes no priority).
     """
 
     job_id: str | None = None
@@ -295,8 +298,20 @@ class JobOptions:
     remove_on_complete: bool | int | KeepJobs | None = None
     remove_on_fail: bool | int | KeepJobs | None = None
     deduplication: Deduplication | Mapping[str, Any] | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
+        if self.group is not None:
+            if not isinstance(self.group, str) or not self.group or len(self.group) > 200:
+                raise ConfigurationError(
+                    "group must be a non-empty string of at most 200 characters, "
+                    f"got {self.group!r}"
+                )
+            if self.priority is not None:
+                raise ConfigurationError(
+                    f"a job in group {self.group!r} cannot also have a priority: groups are "
+                    "served round-robin and run their own jobs first in, first out"
+                )
         if self.job_id is not None:
             if not isinstance(self.job_id, str) or not self.job_id:
                 raise ConfigurationError(f"job_id must be a non-empty string, got {self.job_id!r}")
@@ -388,6 +403,8 @@ class JobOptions:
             out["lifo"] = True
         if isinstance(self.deduplication, Deduplication):
             out["dedup"] = self.deduplication.to_json()
+        if self.group is not None:
+            out["group"] = self.group
         return out
 
     @classmethod
@@ -412,6 +429,7 @@ class JobOptions:
             remove_on_complete=keep(raw.get("keep_completed")),
             remove_on_fail=keep(raw.get("keep_failed")),
             deduplication=None if dd is None else Deduplication.from_value(dd),
+            group=raw.get("group"),
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from . import groups as _groups
 from . import scheduler as _scheduler
 from . import serialization
 from .connection import (
@@ -30,9 +31,10 @@ from .errors import (
     WaitTimeoutError,
     raise_for_code,
 )
+from .groups import GroupInfo, GroupLimits
 from .job import Job, JobState
 from .keys import QueueKeys
-from .options import Duration, JobOptions, to_ms
+from .options import Duration, JobOptions, RateLimit, to_ms
 from .scheduler import SchedulerInfo
 from .scripts import QueueScripts
 
@@ -287,7 +289,7 @@ class Queue:
             prio = [x.decode() for x in await c.zrange(k.prio, 0, -1)]
             # The plain list is consumed from its right end.
             plain = [x.decode() for x in reversed(await c.lrange(k.wait, 0, -1))]
-            ids = prio + plain
+            ids = prio + plain + await _groups.waiting_group_job_ids(self)
             return ids[start:] if end == -1 else ids[start : end + 1]
         if state == "prioritized":
             raw = await c.zrange(k.prio, start, end)
@@ -425,6 +427,27 @@ class Queue:
             total += n
             if n == 0:
                 return total
+
+    # -- groups --------------------------------------------------------------
+    async def set_group_limits(
+        self,
+        group: str | None = None,
+        *,
+        concurrency: int | None = None,
+        rate: RateLimit | None = None,
+    ) -> None:
+        """Limit how many jobs of a group run at once and start per window, across
+        all workers. ``group=None`` sets the default for every group; leaving both
+        limits out removes the setting. See :mod:`jobq.groups`."""
+        await _groups.set_group_limits(self, group, concurrency, rate)
+
+    async def get_group_limits(self, group: str | None = None) -> GroupLimits:
+        """The limits that apply to ``group`` (its own, else the default)."""
+        return await _groups.get_group_limits(self, group)
+
+    async def get_groups(self) -> list[GroupInfo]:
+        """Every group with waiting or running jobs, with its counts and state."""
+        return await _groups.list_groups(self)
 
     # -- schedulers ----------------------------------------------------------
     async def upsert_scheduler(

@@ -30,6 +30,18 @@ if state == 'waiting' then
       redis.call('ZREM', K_PRIO, id)
     end
   end
+  for _, g in ipairs(redis.call('HKEYS', K_GSTATE)) do
+    for _, id in ipairs(redis.call('LRANGE', K_GROUP_PREFIX .. g, 0, -1)) do
+      if #ids >= limit then break end
+      local t = tonumber(redis.call('HGET', prefix .. id, 't') or 0)
+      if t <= cutoff then
+        ids[#ids + 1] = id
+        redis.call('LREM', K_GROUP_PREFIX .. g, 1, id)
+        redis.call('HINCRBY', K_META, 'gw', -1)
+      end
+    end
+    group_forget_if_empty(g)
+  end
 else
   local set = ({completed = K_COMPLETED, failed = K_FAILED, delayed = K_DELAYED})[state]
   if not set then return redis.error_reply('jobq: clean cannot take state ' .. state) end

@@ -3,12 +3,14 @@
 -- ARGV: none.
 -- Returns { waiting, active, completed, failed, delayed, paused, prioritized,
 --   waiting_children };
--- while the queue is paused its waiting jobs count as paused.
+-- waiting includes jobs waiting in their groups; while the queue is paused
+-- its waiting jobs count as paused.
 --@include common
 local plain = redis.call('LLEN', K_WAIT)
 local prio = redis.call('ZCARD', K_PRIO)
-local waiting, paused = plain + prio, 0
-if is_paused() then waiting, paused = 0, plain + prio end
+local grouped = tonumber(redis.call('HGET', K_META, 'gw') or 0)
+local waiting, paused = plain + prio + grouped, 0
+if is_paused() then waiting, paused = 0, plain + prio + grouped end
 return {waiting, redis.call('ZCARD', K_ACTIVE), redis.call('ZCARD', K_COMPLETED),
   redis.call('ZCARD', K_FAILED), redis.call('ZCARD', K_DELAYED), paused, prio,
   redis.call('ZCARD', K_WAITING_CHILDREN)}

@@ -23,6 +23,20 @@ if removed < batch then
   local p = redis.call('ZRANGE', K_PRIO, 0, batch - removed - 1)
   if #p > 0 then redis.call('ZREM', K_PRIO, unpack(p)); take(p) end
 end
+if removed < batch then
+  -- Grouped jobs, group by group.
+  for _, g in ipairs(redis.call('HKEYS', K_GSTATE)) do
+    if removed >= batch then break end
+    local gl = K_GROUP_PREFIX .. g
+    local ids = redis.call('LRANGE', gl, -(batch - removed), -1)
+    if #ids > 0 then
+      redis.call('LTRIM', gl, 0, -(#ids + 1))
+      redis.call('HINCRBY', K_META, 'gw', -#ids)
+      take(ids)
+    end
+    group_forget_if_empty(g)
+  end
+end
 if removed < batch and ARGV[3] == '1' then
   local d = redis.call('ZRANGE', K_DELAYED, 0, batch - removed - 1)
   if #d > 0 then redis.call('ZREM', K_DELAYED, unpack(d)); take(d) end

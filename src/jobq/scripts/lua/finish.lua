@@ -31,6 +31,7 @@ for i = 0, n - 1 do
   else
     codes[#codes + 1] = 1
     redis.call('ZREM', K_ACTIVE, id)
+    group_left_active(jobkey, now)
     if kind == 'c' then
       redis.call('HINCRBY', jobkey, 'a', 1)
       redis.call('HSET', jobkey, 'rv', value, 'ft', now)

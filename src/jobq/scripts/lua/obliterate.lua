@@ -33,6 +33,25 @@ if removed < batch then
     removed = removed + #dks
   end
 end
+-- Grouped waiting jobs, then the groups' own keys.
+for _, g in ipairs(redis.call('HKEYS', K_GSTATE)) do
+  if removed >= batch then break end
+  local gl = K_GROUP_PREFIX .. g
+  local ids = redis.call('LRANGE', gl, -(batch - removed), -1)
+  if #ids > 0 then
+    redis.call('LTRIM', gl, 0, -(#ids + 1))
+    for _, id in ipairs(ids) do delete_job(prefix, id) end
+    removed = removed + #ids
+  end
+  if redis.call('LLEN', gl) == 0 then
+    redis.call('HDEL', K_GSTATE, g)
+    redis.call('DEL', K_GRATE_PREFIX .. g)
+  end
+end
+if removed < batch then
+  for _, g in ipairs(redis.call('HKEYS', K_GACTIVE)) do redis.call('DEL', K_GRATE_PREFIX .. g) end
+  for _, g in ipairs(redis.call('HKEYS', K_GCONF)) do redis.call('DEL', K_GRATE_PREFIX .. g) end
+end
 -- Schedulers: one hash each, found through their sorted set.
 if removed < batch then
   local sids = redis.call('ZRANGE', K_BASE .. ':schedulers', 0, batch - removed - 1)
@@ -44,6 +63,7 @@ if removed < batch then
 end
 if removed == 0 then
   redis.call('DEL', K_BASE .. ':schedulers', K_BASE .. ':sch-changes', K_BASE .. ':dead-letters')
+  redis.call('DEL', K_GROUPS, K_GSTATE, K_GACTIVE, K_GLIMITED, K_GCONF)
   redis.call('DEL', K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE, K_COMPLETED, K_FAILED, K_META,
     K_EVENTS, K_MARKER, K_LIMITER, K_ID, K_MC, K_MF, K_WORKERS,
     K_WAITING_CHILDREN, K_OUTBOX)

@@ -26,7 +26,44 @@ local function next_wake(now)
     local w = math.max(0, tonumber(a[2]) - now + 1)
     if best < 0 or w < best then best = w end
   end
+  local g = redis.call('ZRANGE', K_GLIMITED, 0, 0, 'WITHSCORES')
+  if g[2] then
+    local w = math.max(0, tonumber(g[2]) - now)
+    if best < 0 or w < best then best = w end
+  end
   return best
+end
+
+-- Take the next job of the group at the head of the ring (round-robin).
+local function take_group(now)
+  while true do
+    local g = redis.call('RPOP', K_GROUPS)
+    if not g then return nil end
+    local id = redis.call('RPOP', K_GROUP_PREFIX .. g)
+    if id then
+      redis.call('HINCRBY', K_META, 'gw', -1)
+      redis.call('HINCRBY', K_GACTIVE, g, 1)
+      local _, max, dur = group_limits(g)
+      if max > 0 and redis.call('INCR', K_GRATE_PREFIX .. g) == 1 then
+        redis.call('PEXPIRE', K_GRATE_PREFIX .. g, math.max(dur, 1))
+      end
+      place_group(g, now)
+      return id
+    end
+    redis.call('HDEL', K_GSTATE, g) -- a ring entry left by an emptied group
+  end
+end
+
+local function take_plain()
+  return redis.call('RPOP', K_WAIT) or nil
+end
+
+-- Groups whose rate window has passed go back to the ring.
+local function unpark_groups(now)
+  for _, g in ipairs(redis.call('ZRANGEBYSCORE', K_GLIMITED, '-inf', now, 'LIMIT', 0, 100)) do
+    redis.call('ZREM', K_GLIMITED, g)
+    if redis.call('HGET', K_GSTATE, g) == 'l' then place_group(g, now) end
+  end
 end
 
 local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, maxlen, worker)
@@ -59,11 +96,27 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
   local ids = {}
   local popped = redis.call('ZPOPMIN', K_PRIO, count)
   for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-  if #ids < count then
+  unpark_groups(now)
+  if #ids < count and redis.call('LLEN', K_GROUPS) == 0 then
     local plain = redis.call('RPOP', K_WAIT, count - #ids)
     if plain then
       for _, id in ipairs(plain) do ids[#ids + 1] = id end
     end
+  elseif #ids < count then
+    -- Groups waiting: serve them round-robin, and plain jobs as one more group.
+    local turn = redis.call('HGET', K_META, 'turn') or 'g'
+    while #ids < count do
+      local id
+      if turn == 'g' then
+        id = take_group(now) or take_plain()
+      else
+        id = take_plain() or take_group(now)
+      end
+      if not id then break end
+      ids[#ids + 1] = id
+      turn = (turn == 'g') and 'p' or 'g'
+    end
+    redis.call('HSET', K_META, 'turn', turn)
   end
 
   local deadline = now + lease
@@ -92,7 +145,8 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
     end
   end
   if #ids > 0 then
-    if redis.call('LLEN', K_WAIT) > 0 or redis.call('ZCARD', K_PRIO) > 0 then
+    if redis.call('LLEN', K_WAIT) > 0 or redis.call('ZCARD', K_PRIO) > 0 or
+        redis.call('LLEN', K_GROUPS) > 0 then
       -- More work remains: pass the wake-up on to another idle worker.
       wake_workers()
     else

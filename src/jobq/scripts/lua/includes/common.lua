@@ -31,6 +31,20 @@ local K_WAITING_CHILDREN = K_BASE .. ':waiting-children' -- ZSET: parents waitin
 -- Deduplication: K_DEDUP .. ':' .. key STRING -> job id (PX ttl when given);
 -- K_DEDUP itself is the index, ZSET key -> expiry (server ms, +inf: no TTL).
 local K_DEDUP = K_BASE .. ':dd'
+-- Groups (tenants): each group's waiting jobs in K_GROUP_PREFIX .. group (LIST,
+-- LPUSH in, RPOP out); K_GROUPS is the round-robin ring of groups that have
+-- waiting jobs and may run (LIST, RPOP takes, LPUSH puts back); K_GSTATE says
+-- where a group is: 'r' in the ring, 'c' parked at its concurrency limit,
+-- 'l' parked by its rate limit until its score in K_GLIMITED; K_GACTIVE counts
+-- running jobs per group; K_GCONF holds limits ('*' the default for all);
+-- K_GRATE_PREFIX .. group counts starts in the group's rate window.
+local K_GROUPS = K_BASE .. ':groups'
+local K_GROUP_PREFIX = K_BASE .. ':g:'
+local K_GSTATE = K_BASE .. ':gstate'
+local K_GACTIVE = K_BASE .. ':gactive'
+local K_GLIMITED = K_BASE .. ':glimited'
+local K_GCONF = K_BASE .. ':gconf'
+local K_GRATE_PREFIX = K_BASE .. ':grate:'
 
 local RATE_LIMITED_FLAG = 1000000000000000
 local PRIO_SHIFT = 4294967296 -- 2^32
@@ -48,10 +62,77 @@ local function emit(maxlen, ...)
   end
 end
 
+-- A group's limits: concurrency, rate max, rate window ms (0 = no limit).
+local function group_limits(g)
+  local conf = redis.call('HGET', K_GCONF, g) or redis.call('HGET', K_GCONF, '*')
+  if not conf then return 0, 0, 0 end
+  local c, m, d = string.match(conf, '^(%d+),(%d+),(%d+)$')
+  return tonumber(c or 0), tonumber(m or 0), tonumber(d or 0)
+end
+
+-- Decide where a group with waiting jobs goes: the ring, or parked.
+local function place_group(g, now)
+  if redis.call('LLEN', K_GROUP_PREFIX .. g) == 0 then
+    redis.call('HDEL', K_GSTATE, g)
+    return
+  end
+  local conc, max = group_limits(g)
+  if max > 0 then
+    local started = tonumber(redis.call('GET', K_GRATE_PREFIX .. g) or 0)
+    local ttl = redis.call('PTTL', K_GRATE_PREFIX .. g)
+    if started >= max and ttl > 0 then
+      redis.call('HSET', K_GSTATE, g, 'l')
+      redis.call('ZADD', K_GLIMITED, now + ttl, g)
+      return
+    end
+  end
+  if conc > 0 and tonumber(redis.call('HGET', K_GACTIVE, g) or 0) >= conc then
+    redis.call('HSET', K_GSTATE, g, 'c')
+    return
+  end
+  redis.call('HSET', K_GSTATE, g, 'r')
+  redis.call('LPUSH', K_GROUPS, g)
+  redis.call('ZADD', K_MARKER, 0, '0') -- wake a worker: this group can run
+end
+
+-- A grouped job joins its group's list; an idle group joins the ring.
+local function enqueue_group(g, id, front)
+  if front then
+    redis.call('RPUSH', K_GROUP_PREFIX .. g, id)
+  else
+    redis.call('LPUSH', K_GROUP_PREFIX .. g, id)
+  end
+  redis.call('HINCRBY', K_META, 'gw', 1)
+  if not redis.call('HGET', K_GSTATE, g) then
+    redis.call('HSET', K_GSTATE, g, 'r')
+    redis.call('LPUSH', K_GROUPS, g)
+  end
+end
+
+-- After a grouped job left its group's list by hand (remove, drain, clean):
+-- forget a group that has nothing left waiting.
+local function group_forget_if_empty(g)
+  if redis.call('LLEN', K_GROUP_PREFIX .. g) == 0 and redis.call('HDEL', K_GSTATE, g) == 1 then
+    redis.call('LREM', K_GROUPS, 0, g)
+    redis.call('ZREM', K_GLIMITED, g)
+  end
+end
+
+-- A grouped job left active: free its slot, and a parked group may run again.
+local function group_left_active(jobkey, now)
+  local g = redis.call('HGET', jobkey, 'g')
+  if not g then return end
+  if redis.call('HINCRBY', K_GACTIVE, g, -1) <= 0 then redis.call('HDEL', K_GACTIVE, g) end
+  if redis.call('HGET', K_GSTATE, g) == 'c' then place_group(g, now) end
+end
+
 -- Put a job where a worker will find it. front=true serves it next.
 local function enqueue(jobkey, id, front)
-  local prio = redis.call('HGET', jobkey, 'p')
-  if prio then
+  local pg = redis.call('HMGET', jobkey, 'p', 'g')
+  local prio = pg[1]
+  if pg[2] then
+    enqueue_group(pg[2], id, front)
+  elseif prio then
     local c = redis.call('HINCRBY', K_META, 'pc', 1) % ORDER_MID
     local order = front and (ORDER_MID - c) or (ORDER_MID + c)
     redis.call('ZADD', K_PRIO, tonumber(prio) * PRIO_SHIFT + order, id)
@@ -153,6 +234,10 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
   if prio ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = prio end
   if delay > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = delay end
   if extra ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = extra end
+  if opts ~= '' and string.find(opts, '"group"', 1, true) then
+    local group = cjson.decode(opts)['group']
+    if type(group) == 'string' then fields[#fields + 1] = 'g'; fields[#fields + 1] = group end
+  end
   redis.call('HSET', jobkey, unpack(fields))
   if children and #children > 0 then
     redis.call('SADD', jobkey .. ':deps', unpack(children))

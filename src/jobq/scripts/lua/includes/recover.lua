@@ -9,6 +9,7 @@ local function recover_expired(prefix, now, max_stalled, maxlen)
     local jobkey = prefix .. id
     redis.call('ZREM', K_ACTIVE, id)
     if redis.call('EXISTS', jobkey) == 1 then
+      group_left_active(jobkey, now)
       -- A new token fences off the worker that lost the lease.
       redis.call('HINCRBY', jobkey, 'tk', 1)
       local stalls = redis.call('HINCRBY', jobkey, 's', 1)
