@@ -32,6 +32,7 @@ from .errors import (
     RateLimitedError,
     ScriptError,
     SerializationError,
+    ServerUnreachableError,
     UnrecoverableError,
     WaitTimeoutError,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "SchedulerInfo",
     "ScriptError",
     "SerializationError",
+    "ServerUnreachableError",
     "SyncQueue",
     "UnrecoverableError",
     "WaitTimeoutError",

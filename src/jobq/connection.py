@@ -27,7 +27,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .errors import ConfigurationError, ConnectionSetupError
+from .errors import ConfigurationError, ConnectionSetupError, ServerUnreachableError
 from .keys import validate_name
 from .server import embedded_server
 
@@ -443,7 +443,7 @@ async def check_server(
         auth = redis.exceptions.AuthenticationError
         if isinstance(exc, auth) or isinstance(exc.__cause__, auth):
             raise ConnectionSetupError(f"Redis at {where} refused the credentials: {exc}") from exc
-        raise ConnectionSetupError(f"cannot reach Redis at {where}: {exc}") from exc
+        raise ServerUnreachableError(f"cannot reach Redis at {where}: {exc}") from exc
     except redis.exceptions.ResponseError as exc:
         raise ConnectionSetupError(f"Redis at {where} refused INFO: {exc}") from exc
 

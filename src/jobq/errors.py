@@ -4,7 +4,8 @@
 
     JobqError
     ├── ConfigurationError        bad option, URL or environment variable
-    ├── ConnectionSetupError      the server cannot be reached or is unfit at start
+    ├── ConnectionSetupError      the server is unfit, or refuses us, at start
+    │   └── ServerUnreachableError    cannot reach it (yet): workers keep trying
     ├── PayloadError              a job's data or result cannot be stored
     │   ├── PayloadTooLargeError  over the size limit
     │   └── SerializationError    not representable in the JSON envelope
@@ -42,6 +43,7 @@ __all__ = [
     "RateLimitedError",
     "ScriptError",
     "SerializationError",
+    "ServerUnreachableError",
     "UnrecoverableError",
     "WaitTimeoutError",
     "raise_for_code",
@@ -58,6 +60,10 @@ class ConfigurationError(JobqError, ValueError):
 
 class ConnectionSetupError(JobqError):
     """The Redis server cannot be reached, or is unfit for jobq, when opening."""
+
+
+class ServerUnreachableError(ConnectionSetupError):
+    """The server cannot be reached; it may be starting, so workers wait for it."""
 
 
 class PayloadError(JobqError, ValueError):

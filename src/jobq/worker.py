@@ -47,6 +47,7 @@ from .errors import (
     JobTimeoutError,
     PayloadError,
     RateLimitedError,
+    ServerUnreachableError,
     UnrecoverableError,
 )
 from .flows import deliver_outbox
@@ -222,8 +223,14 @@ class Worker:
             raise RuntimeError(f"worker {self.id} for queue {self.name!r} was already started")
         self._started = True
         self._loop = asyncio.get_running_loop()
-        await self.queue.open()
-        self._bclient = self.queue.blocking_client(self.options.block_ms / 1000)
+        try:
+            connected = await self._connect()
+        except BaseException:
+            self._closed.set()
+            raise
+        if not connected:  # closed while waiting for Redis
+            self._closed.set()
+            return
         if not self._is_async:
             if self.options.processes:
                 self._process_pool = self._new_process_pool()
@@ -233,7 +240,6 @@ class Worker:
                     thread_name_prefix=f"jobq-{self.name}",
                 )
         installed = self._install_signals()
-        await self._heartbeat_once()  # registers the worker as alive before it claims
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="jobq-heartbeat")
         marker = asyncio.create_task(self._marker_loop(), name="jobq-marker")
         log.info(
@@ -258,6 +264,26 @@ class Worker:
                 await self._release()
                 self._closed.set()
                 log.info("worker %s stopped", self.id)
+
+    async def _connect(self) -> bool:
+        """Connect, waiting out a Redis that is not up yet; False if closed meanwhile."""
+        failures = 0
+        while not self._closing:
+            try:
+                await self.queue.open()
+                if self._bclient is None:
+                    self._bclient = self.queue.blocking_client(self.options.block_ms / 1000)
+                await self._heartbeat_once()  # registers the worker as alive before it claims
+            except (ServerUnreachableError, *_NETWORK_ERRORS) as exc:
+                await self.queue.close()
+                failures = await self._network_pause(failures, exc)
+                continue
+            if failures:
+                self._recovered()
+            return True
+        if self._bclient is not None:
+            await self._bclient.aclose()
+        return False
 
     async def _stop_marker(self, marker: asyncio.Task[None]) -> None:
         # On Python 3.11 redis-py's internal wait_for can swallow a cancel that lands

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -419,4 +420,45 @@ async def test_worker_reconnects_by_itself_after_the_server_restarts(
             await worker.close(grace=0)
         with contextlib.suppress(BaseException):
             await run
+        server.stop()
+
+
+async def test_worker_started_before_redis_waits_for_it(queue_name: str) -> None:
+    """A worker whose server is not up yet keeps trying, then works once it is."""
+    from jobq import Queue, Worker
+    from jobq.server import RedisServerProcess
+
+    server = RedisServerProcess(tcp=True)
+    server.start()
+    url = server.url
+    server.kill()  # the port is known, nothing listens on it
+    done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def process(job: Job) -> str:
+        done.set_result(job.name)
+        return "ok"
+
+    loop = asyncio.get_running_loop()
+    retrying = asyncio.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "reconnecting" in record.getMessage():
+                loop.call_soon_threadsafe(retrying.set)
+
+    handler = Seen()
+    logging.getLogger("jobq.worker").addHandler(handler)
+    worker = Worker(queue_name, process, connection=url, install_signal_handlers=False)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(retrying.wait(), 20)  # it met the dead port and waits
+        assert not task.done()
+        server.restart()
+        async with Queue(queue_name, connection=url) as q:
+            await q.add("after-start")
+        assert await asyncio.wait_for(done, 20) == "after-start"
+    finally:
+        logging.getLogger("jobq.worker").removeHandler(handler)
+        await worker.close(grace=0)
+        await task
         server.stop()
