@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from .job import Job, JobState
 from .options import Duration, JobOptions
 from .queue import BulkJob, CleanState, ConnectionLike, JobCounts, ListState, Queue
+from .scheduler import SchedulerInfo
 
 __all__ = ["SyncQueue"]
 
@@ -131,3 +132,27 @@ class SyncQueue:
     def obliterate(self, *, force: bool = False) -> int:
         """See :meth:`Queue.obliterate`."""
         return self._run(self._queue.obliterate(force=force))
+
+    def upsert_scheduler(self, scheduler_id: str, **kwargs: Any) -> SchedulerInfo:
+        """See :meth:`Queue.upsert_scheduler`."""
+        return self._run(self._queue.upsert_scheduler(scheduler_id, **kwargs))
+
+    def remove_scheduler(self, scheduler_id: str) -> bool:
+        """See :meth:`Queue.remove_scheduler`."""
+        return self._run(self._queue.remove_scheduler(scheduler_id))
+
+    def list_schedulers(self) -> list[SchedulerInfo]:
+        """See :meth:`Queue.list_schedulers`."""
+        return self._run(self._queue.list_schedulers())
+
+    def run_scheduler_now(self, scheduler_id: str) -> Job:
+        """See :meth:`Queue.run_scheduler_now`."""
+        return self._run(self._queue.run_scheduler_now(scheduler_id))
+
+    def get_deduplication_job_id(self, key: str) -> str | None:
+        """See :meth:`Queue.get_deduplication_job_id`."""
+        return self._run(self._queue.get_deduplication_job_id(key))
+
+    def remove_deduplication_key(self, key: str) -> bool:
+        """See :meth:`Queue.remove_deduplication_key`."""
+        return self._run(self._queue.remove_deduplication_key(key))

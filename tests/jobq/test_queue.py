@@ -15,6 +15,7 @@ from jobq import (
     Backoff,
     BulkJob,
     ConfigurationError,
+    Deduplication,
     InvalidJobStateError,
     JobNotFoundError,
     JobOptions,
@@ -255,6 +256,15 @@ def test_sync_queue_adds_and_reads(redis_url: str, queue_name: str) -> None:
         assert q.get_job_state(job.id) == "waiting"
         q.remove(job.id)
         assert q.get_job(job.id) is None
+        info = q.upsert_scheduler("nightly", cron="0 2 * * *", name="cleanup")
+        assert [s.id for s in q.list_schedulers()] == [info.id]
+        assert q.run_scheduler_now("nightly").name == "cleanup"
+        assert q.remove_scheduler("nightly") is True
+        dedup = JobOptions(deduplication=Deduplication(key="once"))
+        first = q.add("d", None, dedup)
+        assert q.add("d", None, dedup).id == first.id
+        assert q.get_deduplication_job_id("once") == first.id
+        assert q.remove_deduplication_key("once") is True
 
 
 async def test_many_concurrent_adds_on_one_queue_wait_for_a_connection(queue: Queue) -> None:
