@@ -1,0 +1,1 @@
+"""Domain services of the PPBE application: pure calculations over plain typed inputs."""
