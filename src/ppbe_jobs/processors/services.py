@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..db import Database
-from ..notify import SmtpSettings
+from ppbe_jobs.db import Database
+from ppbe_jobs.notify import SmtpSettings
 
 if TYPE_CHECKING:
-    from ..manager import QueueManager
+    from ppbe_jobs.manager import QueueManager
 
 __all__ = ["Services"]
 

@@ -1,0 +1,1 @@
+"""Domain services: what the job processors adapt (database rows in, artefacts out)."""
