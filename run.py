@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     what = argv[0] if argv else "help"
     if what == "demo":
         ensure_venv()
-        return sh(PY, "-m", "jobq.demo", *argv[1:], check=False)
+        return sh(VENV / "bin" / "ppbe-jobs", "demo", *argv[1:], check=False)
     if what == "test":
         ensure_venv()
         for step in (

@@ -551,10 +551,27 @@ class Queue:
         finally:
             await blocker.aclose()
 
+    async def _outcome_from_events(self, job_id: str) -> tuple[Any]:
+        client: Any = self.client
+        entries = await client.xrevrange(self.keys.events, "+", "-", count=self.events_max_len)
+        for _entry_id, fields in entries:
+            if fields.get(b"id", b"").decode() != job_id:
+                continue
+            event = fields.get(b"e")
+            if event == b"completed":
+                rv = fields.get(b"rv")
+                value = None if rv is None else serialization.decode(rv, what="return value")
+                return (value,)
+            if event == b"failed":
+                raise JobFailedError(job_id, fields.get(b"reason", b"").decode("utf-8", "replace"))
+        raise JobNotFoundError(f"job {job_id!r} in queue {self.name!r}: no such job")
+
     async def _finished_result(self, job_id: str) -> tuple[Any] | None:
         state = await self.get_job_state(job_id)
         if state == "unknown":
-            raise JobNotFoundError(f"job {job_id!r} in queue {self.name!r}: no such job")
+            # Gone already (removed on completion, or moved to a dead-letter queue):
+            # its last word may still be in the event stream.
+            return await self._outcome_from_events(job_id)
         if state == "completed":
             job = await self.get_job(job_id)
             return (None if job is None else job.return_value,)
