@@ -95,14 +95,22 @@ def seed_db(scale: str, reset: bool) -> None:
 )
 def worker(tiers: str, queues: str) -> None:
     """Run workers for the registered processors until SIGTERM/SIGINT."""
+    from .outbox import OutboxRelay
     from .processors import register_all
 
     async def go() -> None:
         manager = QueueManager(load_settings())
         await manager.start()
-        register_all(manager, only=[q for q in queues.split(",") if q] or None)
+        services = register_all(manager, only=[q for q in queues.split(",") if q] or None)
+        # The outbox relay runs beside the workers: committed domain changes reach the queues.
+        relay = OutboxRelay(services.database, manager)
+        relay_task = asyncio.create_task(relay.run())
         manager.install_signal_handlers()
-        await manager.run_workers([t for t in tiers.split(",") if t] or None)
+        try:
+            await manager.run_workers([t for t in tiers.split(",") if t] or None)
+        finally:
+            relay.close()
+            await relay_task
 
     _run(go)
 
