@@ -36,11 +36,6 @@ JOB_NAMES: tuple[str, ...] = ("export-data",)
 
 async def process(job: Job, services: Services) -> dict[str, Any]:
     """Write the requested rows to ``services.output_dir/exports/<exportId>.<format>``."""
-    if job.name not in JOB_NAMES:
-        raise UnrecoverableError(
-            f"job {job.id} in queue {job.queue_name}: name {job.name!r} is not one of "
-            f"{', '.join(JOB_NAMES)}"
-        )
     try:
         request = ExportRequest.from_data(job.data)
         progress = progress_from_thread(asyncio.get_running_loop(), job.update_progress)

@@ -41,11 +41,6 @@ JOB_NAMES: tuple[str, ...] = ("import-data",)
 
 async def process(job: Job, services: Services) -> dict[str, Any]:
     """Import the file named by the job into the budget lines."""
-    if job.name not in JOB_NAMES:
-        raise UnrecoverableError(
-            f"job {job.id} in queue {job.queue_name}: name {job.name!r} is not one of "
-            f"{', '.join(JOB_NAMES)}"
-        )
     try:
         request = ImportRequest.from_data(job.data)
         progress = progress_from_thread(asyncio.get_running_loop(), job.update_progress)
