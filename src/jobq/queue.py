@@ -572,12 +572,12 @@ class Queue:
             # Gone already (removed on completion, or moved to a dead-letter queue):
             # its last word may still be in the event stream.
             return await self._outcome_from_events(job_id)
+        if state not in ("completed", "failed"):
+            return None
+        job = await self.get_job(job_id)
+        if job is None:  # removed (or moved to a dead-letter queue) just now
+            return await self._outcome_from_events(job_id)
         if state == "completed":
-            job = await self.get_job(job_id)
-            return (None if job is None else job.return_value,)
-        if state == "failed":
-            job = await self.get_job(job_id)
-            reason = (job.failed_reason if job else None) or "failed"
-            stack = job.errors[-1].stacktrace if job and job.errors else None
-            raise JobFailedError(job_id, reason, stack)
-        return None
+            return (job.return_value,)
+        stack = job.errors[-1].stacktrace if job.errors else None
+        raise JobFailedError(job_id, job.failed_reason or "failed", stack)
