@@ -266,6 +266,8 @@ async def test_disk_error_is_retried_and_the_last_attempt_marks_the_row_failed(
         await reports.process(first, services)
     assert not isinstance(raised.value, UnrecoverableError)
     assert stored_report(sqlite_db, data["reportId"]).status is ReportStatus.RUNNING
+    # That job must not also run in a worker: it would race the one below on the row.
+    await (await manager.queue(first.queue_name)).remove(first.id)
 
     manager.register_processor(reports.QUEUE, functools.partial(reports.process, services=services))
     await manager.start_workers()
