@@ -34,6 +34,7 @@ from jobq.deadletter import _add_entry
 from jobq.keys import QueueKeys
 from jobq.scripts import FinishItem, QueueScripts
 from tests.conftest import QueueFactory, WorkerFactory
+from tests.jobq import scriptcalls
 
 TIMEOUT = 10
 
@@ -98,28 +99,13 @@ async def fail_directly(
 ) -> str:
     """Add a job and fail it for good through the scripts, with no worker."""
     job = await queue.add(name, data)
-    reply = await queue.scripts.claim(
-        count=1,
-        lease_ms=30_000,
-        max_stalled=1,
-        limiter_max=0,
-        limiter_ms=0,
-        worker_id="test",
-        events_max_len=1000,
-    )
+    reply = await scriptcalls.claim(queue.scripts)
     [claimed] = reply.jobs
     assert claimed.id == job.id
     err = AttemptError(1, reason, error_type, f"Traceback ...\n{error_type}: {reason}\n", 0)
-    codes, _ = await queue.scripts.finish(
+    codes = await scriptcalls.finish(
+        queue.scripts,
         [FinishItem(job.id, claimed.token, "f", reason, json.dumps([err.to_json()]).encode())],
-        claim_count=0,
-        lease_ms=30_000,
-        max_stalled=1,
-        limiter_max=0,
-        limiter_ms=0,
-        worker_id="test",
-        events_max_len=1000,
-        metrics_minutes=60,
     )
     assert codes == [1]
     return job.id
@@ -276,15 +262,7 @@ async def test_job_stalled_too_often_is_dead_lettered(
     await queue.set_dead_letter_queue(dlq_name)
     job = await queue.add("hangs", {"n": 1})
     # A worker that is gone claimed it; its lease ran out.
-    reply = await queue.scripts.claim(
-        count=1,
-        lease_ms=30_000,
-        max_stalled=0,
-        limiter_max=0,
-        limiter_ms=0,
-        worker_id="gone",
-        events_max_len=1000,
-    )
+    reply = await scriptcalls.claim(queue.scripts, worker_id="gone", max_stalled=0)
     assert [j.id for j in reply.jobs] == [job.id]
     assert await redis_client.zadd(queue.keys.active, {job.id: 1}, xx=True, ch=True) == 1
     handled: asyncio.Queue[tuple[Job, BaseException]] = asyncio.Queue()

@@ -28,6 +28,7 @@ from jobq import (
 from jobq.keys import QueueKeys
 from jobq.scripts import FinishItem, QueueScripts
 from tests.conftest import WorkerFactory
+from tests.jobq import scriptcalls
 
 EVENTS = 1000
 LEASE = 30_000
@@ -107,32 +108,16 @@ def scripts(redis_client: Redis, keys: QueueKeys) -> QueueScripts:
 
 
 async def claim_ids(scripts: QueueScripts, count: int = 1, **kwargs: Any) -> list[str]:
-    opts: dict[str, Any] = {
-        "lease_ms": LEASE,
-        "max_stalled": 1,
-        "limiter_max": 0,
-        "limiter_ms": 0,
-        "worker_id": "w1",
-        "events_max_len": EVENTS,
-    }
+    opts: dict[str, Any] = {"lease_ms": LEASE, "worker_id": "w1", "events_max_len": EVENTS}
     opts.update(kwargs)
-    reply = await scripts.claim(count=count, **opts)
+    reply = await scriptcalls.claim(scripts, count=count, **opts)
     return [j.id for j in reply.jobs]
 
 
 async def finish(scripts: QueueScripts, items: Sequence[FinishItem]) -> list[int]:
-    codes, _ = await scripts.finish(
-        items,
-        claim_count=0,
-        lease_ms=LEASE,
-        max_stalled=1,
-        limiter_max=0,
-        limiter_ms=1000,
-        worker_id="w1",
-        events_max_len=EVENTS,
-        metrics_minutes=60,
+    return await scriptcalls.finish(
+        scripts, items, worker_id="w1", lease_ms=LEASE, events_max_len=EVENTS
     )
-    return codes
 
 
 # --- options -----------------------------------------------------------------------------

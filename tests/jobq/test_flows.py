@@ -11,7 +11,9 @@ from redis.asyncio import Redis
 
 from jobq import FlowJob, FlowProducer, Job, JobFailedError, JobOptions, Queue, UnrecoverableError
 from jobq.flows import deliver_outbox
+from jobq.scripts import FinishItem
 from tests.conftest import QueueFactory, WorkerFactory
+from tests.jobq import scriptcalls
 
 
 def other_name() -> str:
@@ -224,28 +226,10 @@ async def test_delivery_is_idempotent_and_survives_a_lost_worker(
         FlowJob(name="parent", queue=queue.name, children=[FlowJob(name="c", queue=queue.name)])
     )
     # A worker completes the child and dies before delivering to the parent.
-    reply = await queue.scripts.claim(
-        count=1,
-        lease_ms=30_000,
-        max_stalled=1,
-        limiter_max=0,
-        limiter_ms=0,
-        worker_id="w",
-        events_max_len=100,
-    )
+    reply = await scriptcalls.claim(queue.scripts, worker_id="w")
     [child] = reply.jobs
-    from jobq.scripts import FinishItem
-
-    codes, _ = await queue.scripts.finish(
-        [FinishItem(child.id, child.token, "c", b'"v"')],
-        claim_count=0,
-        lease_ms=30_000,
-        max_stalled=1,
-        limiter_max=0,
-        limiter_ms=0,
-        worker_id="w",
-        events_max_len=100,
-        metrics_minutes=10,
+    codes = await scriptcalls.finish(
+        queue.scripts, [FinishItem(child.id, child.token, "c", b'"v"')]
     )
     assert codes == [1]
     entry = (await redis_client.lrange(queue.keys.outbox, 0, -1))[0]

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from jobq import ConfigurationError, GroupLimits, Job, JobOptions, Queue, RateLimit
 from tests.conftest import WorkerFactory
+from tests.jobq import scriptcalls
 
 PROC = str(Path(__file__).with_name("_group_proc.py"))
 
@@ -175,20 +176,11 @@ async def test_a_stalled_grouped_job_frees_its_group_slot(
     await queue.set_group_limits("g", concurrency=1)
     first = await queue.add("x", None, in_group("g"))
     await queue.add("y", None, in_group("g"))
-    s = queue.scripts
-    args: dict[str, Any] = {
-        "lease_ms": 30_000,
-        "max_stalled": 5,
-        "limiter_max": 0,
-        "limiter_ms": 0,
-        "worker_id": "w",
-        "events_max_len": 100,
-    }
-    reply = await s.claim(count=5, **args)
+    reply = await scriptcalls.claim(queue.scripts, count=5, max_stalled=5)
     assert [j.id for j in reply.jobs] == [first.id]  # the group's one slot
-    assert (await s.claim(count=5, **args)).jobs == []
+    assert (await scriptcalls.claim(queue.scripts, count=5, max_stalled=5)).jobs == []
     # The worker dies: its lease runs out and the job goes back to its group.
     await redis_client.zadd(queue.keys.active, {first.id: 0}, xx=True)
-    reply = await s.claim(count=5, **args)
+    reply = await scriptcalls.claim(queue.scripts, count=5, max_stalled=5)
     assert [j.id for j in reply.jobs] == [first.id]
     assert [(g.name, g.active, g.waiting) for g in await queue.get_groups()] == [("g", 1, 1)]

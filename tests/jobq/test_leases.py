@@ -27,6 +27,7 @@ from jobq import (
 )
 from jobq.scripts import ClaimReply, FinishItem
 from tests.conftest import WorkerFactory
+from tests.jobq import scriptcalls
 from tests.jobq._worker_proc import WorkerProcess
 
 EVENTS_MAX = 10_000
@@ -46,32 +47,21 @@ async def claim(
     queue: Queue, worker_id: str, *, lease_ms: int = 30_000, count: int = 1, max_stalled: int = 1
 ) -> ClaimReply:
     """Claim through the script, as a worker named ``worker_id`` would."""
-    return await queue.scripts.claim(
+    return await scriptcalls.claim(
+        queue.scripts,
         count=count,
+        worker_id=worker_id,
         lease_ms=lease_ms,
         max_stalled=max_stalled,
-        limiter_max=0,
-        limiter_ms=0,
-        worker_id=worker_id,
         events_max_len=EVENTS_MAX,
     )
 
 
 async def finish(queue: Queue, *items: FinishItem) -> list[int]:
     """Report outcomes through the script, claiming nothing."""
-    codes, reply = await queue.scripts.finish(
-        items,
-        claim_count=0,
-        lease_ms=30_000,
-        max_stalled=1,
-        limiter_max=0,
-        limiter_ms=0,
-        worker_id="reporter",
-        events_max_len=EVENTS_MAX,
-        metrics_minutes=60,
+    return await scriptcalls.finish(
+        queue.scripts, items, worker_id="reporter", events_max_len=EVENTS_MAX
     )
-    assert reply is None
-    return codes
 
 
 async def job_hash(queue: Queue, job_id: str) -> dict[bytes, bytes]:
