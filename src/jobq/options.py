@@ -286,6 +286,9 @@ class JobOptions:
     group: a group key (tenant, user, agency). Groups are served round-robin,
         each with the limits set by :meth:`Queue.set_group_limits`; jobs of one
         group run first in, first out (a grouped job takes no priority).
+    trace_context: the W3C trace context (``traceparent``/``tracestate``) the
+        job's run continues. Set by :mod:`jobq.tracing` when it adds the job;
+        users normally leave it alone.
     """
 
     job_id: str | None = None
@@ -299,6 +302,7 @@ class JobOptions:
     remove_on_fail: bool | int | KeepJobs | None = None
     deduplication: Deduplication | Mapping[str, Any] | None = None
     group: str | None = None
+    trace_context: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.group is not None:
@@ -405,6 +409,8 @@ class JobOptions:
             out["dedup"] = self.deduplication.to_json()
         if self.group is not None:
             out["group"] = self.group
+        if self.trace_context:
+            out["tc"] = dict(self.trace_context)
         return out
 
     @classmethod
@@ -419,6 +425,7 @@ class JobOptions:
 
         b = raw.get("backoff")
         dd = raw.get("dedup")
+        tc = raw.get("tc")
         return cls(
             priority=priority,
             delay=delay,
@@ -430,6 +437,7 @@ class JobOptions:
             remove_on_fail=keep(raw.get("keep_failed")),
             deduplication=None if dd is None else Deduplication.from_value(dd),
             group=raw.get("group"),
+            trace_context=tc if isinstance(tc, dict) else None,
         )
 
 

@@ -380,8 +380,13 @@ async def _record_not_sent(database: Database, key: str, error: str, *, final: b
     """Record why nothing was sent; never hide the job's own error behind a database one."""
     try:
         await asyncio.to_thread(_mark_not_sent, database, key, error, final=final)
-    except Exception:
-        log.exception("notification %s: could not record the failure in the database", key)
+    except Exception as exc:
+        # The type only: a database error's text quotes its SQL parameters (the job's error).
+        log.error(
+            "notification %s: could not record the failure in the database (%s)",
+            key,
+            type(exc).__name__,
+        )
 
 
 # --------------------------------------------------------------------------- the job

@@ -141,8 +141,13 @@ async def _record_failure(service: ReportService, report_id: object, error: str)
         return
     try:
         await asyncio.to_thread(service.fail, report_id, error)
-    except Exception:
-        log.exception("report %s: could not record the failure in the database", report_id)
+    except Exception as exc:
+        # The type only: a database error's text quotes its SQL parameters (the job's error).
+        log.error(
+            "report %s: could not record the failure in the database (%s)",
+            report_id,
+            type(exc).__name__,
+        )
 
 
 async def process(job: Job, services: Services) -> dict[str, Any]:
