@@ -145,3 +145,11 @@ class QueueKeys:
     def dedup(self, key: str) -> str:
         """The string holding the id of the job that owns a deduplication key."""
         return self.dedup_prefix + key
+
+    def worker(self, worker_id: str) -> str:
+        """The hash describing one live worker (see :mod:`jobq.stats`)."""
+        return self.base + ":w:" + worker_id
+
+    def stats_minute(self, minute: int) -> str:
+        """The hash of one server minute's worker figures (``minute`` = ms // 60000)."""
+        return self.base + ":ts:" + str(minute)

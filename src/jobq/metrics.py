@@ -59,6 +59,7 @@ from .connection import ConnectionSettings, create_client, resolve, server_time_
 from .errors import ConfigurationError, RateLimitedError, UnrecoverableError
 from .options import to_ms
 from .queue import Queue
+from .stats import slot_totals
 
 if TYPE_CHECKING:
     from .job import Job
@@ -125,7 +126,8 @@ class QueueSnapshot:
     ``failure_rate`` is failed / (completed + failed) over the last 60 minutes
     (the current minute included); 0.0, not NaN, when nothing finished.
     ``finished_last_minute`` counts the last *full* minute (the current one
-    is still filling up).
+    is still filling up). ``slots_busy`` and ``slots_total`` sum the live
+    workers' slots as of their last heartbeats (see :mod:`jobq.stats`).
     """
 
     queue: str
@@ -134,6 +136,8 @@ class QueueSnapshot:
     workers_alive: int
     finished_last_minute: Mapping[str, int]
     failure_rate: float
+    slots_busy: int = 0
+    slots_total: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,7 @@ async def _snapshot_one(queue: Queue) -> QueueSnapshot:
             if created is not None:
                 oldest = max(0.0, (now_ms - int(created)) / 1000)
     alive = int(await c.zcount(k.workers, now_ms, "+inf"))
+    busy, slots = await slot_totals(queue, now_ms) if alive else (0, 0)
     now_minute = now_ms // 60_000
     minutes = [str(now_minute - i) for i in range(_FAILURE_WINDOW_MINUTES)]  # newest first
     done_raw = await c.hmget(k.metrics_completed, minutes)
@@ -186,6 +191,8 @@ async def _snapshot_one(queue: Queue) -> QueueSnapshot:
         workers_alive=alive,
         finished_last_minute={"completed": done[1], "failed": fail[1]},
         failure_rate=sum(fail) / total if total else 0.0,
+        slots_busy=busy,
+        slots_total=slots,
     )
 
 
@@ -212,7 +219,9 @@ class QueueCollector(Collector):
 
     Exposes ``jobq_queue_jobs{queue,state}``, ``jobq_oldest_waiting_age_seconds{queue}``,
     ``jobq_workers_alive{queue}``, ``jobq_jobs_finished_per_minute{queue,outcome}``,
-    ``jobq_failure_rate{queue}`` and ``jobq_metrics_refreshed_timestamp_seconds``.
+    ``jobq_failure_rate{queue}``, ``jobq_worker_slots_busy{queue}`` and
+    ``jobq_worker_slots_total{queue}`` (live workers' slots at their last heartbeats)
+    and ``jobq_metrics_refreshed_timestamp_seconds``.
     """
 
     def __init__(
@@ -298,7 +307,19 @@ class QueueCollector(Collector):
             "failed / (completed + failed) over the last 60 minutes; 0 when none finished.",
             labels=["queue"],
         )
+        slots_busy = GaugeMetricFamily(
+            "jobq_worker_slots_busy",
+            "Jobs held by the live workers at their last heartbeats.",
+            labels=["queue"],
+        )
+        slots_total = GaugeMetricFamily(
+            "jobq_worker_slots_total",
+            "Jobs the live workers can hold at once (concurrency times batch size).",
+            labels=["queue"],
+        )
         for qs in snap.queues:
+            slots_busy.add_metric([qs.queue], qs.slots_busy)
+            slots_total.add_metric([qs.queue], qs.slots_total)
             for state in STATES:
                 jobs.add_metric([qs.queue, state], qs.counts.get(state, 0))
             oldest.add_metric([qs.queue], qs.oldest_waiting_age_seconds)
@@ -306,7 +327,7 @@ class QueueCollector(Collector):
             for outcome in ("completed", "failed"):
                 per_minute.add_metric([qs.queue, outcome], qs.finished_last_minute[outcome])
             rate.add_metric([qs.queue], qs.failure_rate)
-        yield from (jobs, oldest, alive, per_minute, rate)
+        yield from (jobs, oldest, alive, per_minute, rate, slots_busy, slots_total)
         yield GaugeMetricFamily(
             "jobq_metrics_refreshed_timestamp_seconds",
             "Unix time of the snapshot the queue metrics come from; 0 before the first.",

@@ -15,6 +15,8 @@ from redis.asyncio import Redis
 from . import groups as _groups
 from . import scheduler as _scheduler
 from . import serialization
+from . import stats as _stats
+from . import tracing as _tracing
 from .connection import (
     ConnectionSettings,
     check_server,
@@ -128,6 +130,7 @@ class Queue:
         """Connect (idempotent)."""
         if self._client is not None:
             return self
+        _tracing.detect()  # switches tracing on if a tracer provider is configured
         target = resolve(self._connection)
         if isinstance(target, ConnectionSettings):
             self._settings = target
@@ -140,7 +143,7 @@ class Queue:
         self.keys = QueueKeys(prefix, self.name)
         self._scripts = QueueScripts(self._client, self.keys)
         if self._client not in _CHECKED:
-            await check_server(self._client)
+            await check_server(self._client, queue_name_for_messages=self.name)
             _CHECKED.add(self._client)
         return self
 
@@ -189,6 +192,8 @@ class Queue:
         opts = options if options is not None else self.default_options
         payload = serialization.encode(data, limit=self.max_payload_bytes, what="data")
         stored = opts.to_json()
+        if _tracing.enabled:  # the one check tracing costs when off
+            _tracing.inject(stored)
         raw_opts = json.dumps(stored, separators=(",", ":")).encode() if stored else b""
         prio = "" if opts.priority is None else str(opts.priority)
         return (opts.job_id or "", name, payload, raw_opts, prio, opts.delay_ms, opts.lifo)
@@ -203,6 +208,12 @@ class Queue:
         With ``options.deduplication`` whose key a pending job holds, return
         that job (updated, if the add debounced it) and add nothing.
         """
+        if _tracing.enabled:
+            job: Job = await _tracing.publish(self.name, self._add(name, data, options))
+            return job
+        return await self._add(name, data, options)
+
+    async def _add(self, name: str, data: Any, options: JobOptions | None) -> Job:
         prepared = self._prepare(name, data, options)
         [(job_id, created)] = await self.scripts.add(
             self.events_max_len, [prepared], [self._dedup_spec(options)]
@@ -222,6 +233,16 @@ class Queue:
         Every payload is checked before anything is sent, so one bad job
         refuses the whole batch with an error naming its index.
         """
+        if _tracing.enabled:
+            jobs_added: list[Job] = await _tracing.publish(
+                self.name, self._add_bulk(jobs), bulk=True
+            )
+            return jobs_added
+        return await self._add_bulk(jobs)
+
+    async def _add_bulk(
+        self, jobs: Iterable[BulkJob | tuple[str, Any] | tuple[str, Any, JobOptions | None]]
+    ) -> list[Job]:
         items: list[BulkJob] = []
         for j in jobs:
             items.append(j if isinstance(j, BulkJob) else BulkJob(*j))
@@ -286,11 +307,7 @@ class Queue:
         c: Any = self.client
         k = self.keys
         if state in ("waiting", "paused"):
-            prio = [x.decode() for x in await c.zrange(k.prio, 0, -1)]
-            # The plain list is consumed from its right end.
-            plain = [x.decode() for x in reversed(await c.lrange(k.wait, 0, -1))]
-            ids = prio + plain + await _groups.waiting_group_job_ids(self)
-            return ids[start:] if end == -1 else ids[start : end + 1]
+            return await self._waiting_ids(start, end)
         if state == "prioritized":
             raw = await c.zrange(k.prio, start, end)
         elif state == "active":
@@ -309,6 +326,34 @@ class Queue:
                 f"failed, paused; got {state!r}"
             )
         return [x.decode() for x in raw]
+
+    async def _waiting_ids(self, start: int, end: int) -> list[str]:
+        """Waiting ids in run order (prioritised, plain, then grouped), reading only the
+        requested slice of each part, so a page stays cheap under a huge backlog."""
+        c: Any = self.client
+        k = self.keys
+        if start < 0 or end < -1:
+            raise ConfigurationError(f"start must be >= 0 and end >= -1, got {start}, {end}")
+        async with c.pipeline(transaction=False) as pipe:
+            pipe.zcard(k.prio)
+            pipe.llen(k.wait)
+            n_prio, n_plain = await pipe.execute()
+        stop = (n_prio + n_plain) if end == -1 else end + 1  # exclusive, over prio + plain
+        out: list[str] = []
+        if start < n_prio and stop > start:
+            raw = await c.zrange(k.prio, start, min(stop, n_prio) - 1)
+            out.extend(x.decode() for x in raw)
+        lo, hi = max(start - n_prio, 0), min(stop - n_prio, n_plain)
+        if hi > lo:
+            # The plain list is consumed from its right end: run order j is index -(j+1).
+            raw = await c.lrange(k.wait, -hi, -(lo + 1))
+            out.extend(x.decode() for x in reversed(raw))
+        if end == -1 or end + 1 > n_prio + n_plain:
+            grouped = await _groups.waiting_group_job_ids(self)
+            g_start = max(start - n_prio - n_plain, 0)
+            g_stop = None if end == -1 else end + 1 - n_prio - n_plain
+            out.extend(grouped[g_start:g_stop])
+        return out
 
     async def get_jobs(self, state: ListState, start: int = 0, end: int = -1) -> list[Job]:
         """Jobs in ``state`` (see :meth:`get_job_ids` for the order)."""
@@ -339,6 +384,17 @@ class Queue:
         """Workers whose heartbeat is current."""
         now = await server_time_ms(self.client)
         return int(await self.client.zcount(self.keys.workers, now, "+inf"))
+
+    async def get_workers(self) -> list[_stats.WorkerInfo]:
+        """The live workers of this queue as of their last heartbeat: host, pid,
+        slots, busy, outcomes since start... (see :class:`jobq.stats.WorkerInfo`)."""
+        return await _stats.get_workers(self)
+
+    async def get_time_series(self, minutes: int = 60) -> list[_stats.MinutePoint]:
+        """Per-minute throughput, failure rate, latency (avg, p95), wait, worker
+        utilization and depth of the last ``minutes`` server minutes (up to 25 h),
+        oldest first (see :class:`jobq.stats.MinutePoint`)."""
+        return await _stats.get_time_series(self, minutes)
 
     # -- steering ----------------------------------------------------------
     async def pause(self) -> bool:
@@ -394,6 +450,62 @@ class Queue:
             if n < batch:
                 return total
 
+    async def find_failed(
+        self,
+        *,
+        name: str | None = None,
+        error_contains: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch: int = 500,
+    ) -> list[str]:
+        """Ids of failed jobs matching every filter given, newest failure first.
+
+        ``since``/``until`` bound the failure time (read from the index by
+        score); ``name`` matches the job name exactly; ``error_contains`` is
+        text in the failure reason or any attempt's error (case-sensitive).
+        Jobs are read ``batch`` at a time, so memory stays bounded.
+        """
+        c: Any = self.client
+        hi: Any = "+inf" if until is None else int(until.timestamp() * 1000)
+        lo: Any = "-inf" if since is None else int(since.timestamp() * 1000)
+        found: list[str] = []
+        offset = 0
+        while True:
+            raw = await c.zrevrangebyscore(self.keys.failed, hi, lo, start=offset, num=batch)
+            if not raw:
+                return found
+            offset += len(raw)
+            ids = [x.decode() for x in raw]
+            if name is None and error_contains is None:
+                found.extend(ids)
+                continue
+            async with c.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hmget(self.keys.job(job_id), "n", "fr", "er")
+                rows = await pipe.execute()
+            for job_id, (n, fr, er) in zip(ids, rows, strict=True):
+                if name is not None and (n or b"").decode("utf-8", "replace") != name:
+                    continue
+                if error_contains is not None:
+                    text = (fr or b"").decode("utf-8", "replace") + "\n"
+                    text += (er or b"").decode("utf-8", "replace")
+                    if error_contains not in text:
+                        continue
+                found.append(job_id)
+
+    async def clean_count(self, state: CleanState, grace: Duration = 0) -> int:
+        """How many jobs :meth:`clean` would delete in ``state`` with this ``grace``."""
+        c: Any = self.client
+        if state in ("completed", "failed"):
+            key = self.keys.completed if state == "completed" else self.keys.failed
+            cutoff = await server_time_ms(c) - to_ms(grace, "grace")
+            return int(await c.zcount(key, "-inf", cutoff))
+        counts = await self.get_job_counts()
+        if state == "delayed":
+            return counts.delayed
+        return counts.waiting + counts.paused + counts.prioritized
+
     async def remove(self, job_id: str) -> None:
         """Delete a job that is not running."""
         code = await self.scripts.remove(job_id, events_max_len=self.events_max_len)
@@ -421,11 +533,13 @@ class Queue:
     async def obliterate(self, *, force: bool = False, batch: int = 1_000) -> int:
         """Delete the queue with all its jobs. Refuses while jobs run unless ``force``."""
         total = 0
+        workers = await _stats.worker_ids(self)  # the script deletes the registry at the end
         while True:
             n = await self.scripts.obliterate(force, batch)
             raise_for_code(n, queue=self.name, action="obliterate")
             total += n
             if n == 0:
+                await _stats.delete_stats_keys(self, workers)
                 return total
 
     # -- groups --------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import inspect
 import json
 import logging
@@ -39,8 +40,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import logs as _logs
 from . import scheduler as _scheduler
 from . import serialization
+from . import tracing as _tracing
 from .deadletter import DeadLetterRouter
 from .errors import (
     JobStalledError,
@@ -55,6 +58,7 @@ from .job import AttemptError, Job
 from .options import JobOptions, KeepJobs, RateLimit, WorkerOptions
 from .queue import ConnectionLike, Queue
 from .scripts import ClaimedJob, ClaimReply, FinishItem
+from .stats import WorkerStats
 
 __all__ = ["BackoffStrategy", "ChildJob", "FailedJobHandler", "Processor", "Worker"]
 
@@ -205,6 +209,16 @@ class Worker:
         self.jobs_processed = 0
         self.jobs_failed = 0
         self._dead_letters = DeadLetterRouter(self.queue, opts.events_max_len)
+        self._stats = WorkerStats(
+            self.queue,
+            self.id,
+            self._running,
+            capacity=self._capacity,
+            concurrency=opts.concurrency,
+            processes=opts.processes,
+            batch_size=opts.batch_size,
+            lease_ms=opts.lease_ms,
+        )
 
     # -- public ------------------------------------------------------------
     @property
@@ -216,6 +230,11 @@ class Worker:
     def closing(self) -> bool:
         """True once close has begun."""
         return self._closing
+
+    async def flush_stats(self) -> None:
+        """Write this worker's hash and per-minute figures now (see :mod:`jobq.stats`);
+        the heartbeat does it every third of the lease, and a clean stop at the end."""
+        await self._stats.flush()
 
     async def run(self) -> None:
         """Work until closed or signalled; returns after a graceful shutdown."""
@@ -399,6 +418,7 @@ class Worker:
                     item.id,
                     self.name,
                     item.kind,
+                    extra=_logs.job_fields(job, self.id),
                 )
             else:
                 if item.kind == "f" and exc is not None:
@@ -484,9 +504,11 @@ class Worker:
                     "refused (another worker may run it)",
                     jid,
                     self.name,
+                    extra=_logs.job_fields(r.job, self.id),
                 )
         for job_id in stalled_failed:
             self._spawn_stalled_handler(job_id)
+        await self._stats.flush()  # this worker's hash and per-minute figures (jobq.stats)
         if await self.queue.client.llen(self.queue.keys.outbox):
             self._deliver_to_parents()
         await self._dead_letters.refresh()  # the queue's dead-letter setting; sweeps now and then
@@ -635,6 +657,7 @@ class Worker:
         if not run.abandoned:
             item, exc = outcome
             self._results.append((item, run.job, exc))
+            self._stats.record(item.kind, run)
             self._wake.set()
 
     def _success(self, job: Job, result: Any) -> tuple[FinishItem, BaseException | None]:
@@ -660,13 +683,26 @@ class Worker:
             return FinishItem(job.id, job.token or "", "l", b"", b"", exc.delay_ms), None
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             log.error(
-                "processor of job %s raised %s; the worker shuts down", job.id, type(exc).__name__
+                "processor of job %s raised %s; the worker shuts down",
+                job.id,
+                type(exc).__name__,
+                extra=_logs.job_fields(job, self.id),
             )
             self._background_task(self.close())
         return self._failure(job, exc)
 
     async def _invoke(self, arg: Job | list[Job]) -> Any:
-        """Run the processor on one job, or on a batch (a list of jobs)."""
+        """Run the processor on one job, or on a batch (a list of jobs), with the job
+        bound for logging (:mod:`jobq.logs`) and, if tracing is on, in a span."""
+        token = _logs.bind(arg, self.id)
+        try:
+            if _tracing.enabled:
+                return await _tracing.process(self.name, self.id, arg, self._call_processor(arg))
+            return await self._call_processor(arg)
+        finally:
+            _logs.unbind(token)
+
+    async def _call_processor(self, arg: Job | list[Job]) -> Any:
         jobs = arg if isinstance(arg, list) else [arg]
         limits = [j.options.timeout_ms for j in jobs if j.options.timeout_ms is not None]
         timeout = min(limits) if limits else None
@@ -683,7 +719,8 @@ class Worker:
             else:
                 call = loop.run_in_executor(self._process_pool, _run_in_child, fn, children[0])
         else:
-            call = loop.run_in_executor(self._thread_pool, fn, arg)
+            # In the job's context: its log fields and trace span reach the thread.
+            call = loop.run_in_executor(self._thread_pool, contextvars.copy_context().run, fn, arg)
         try:
             if timeout is None:
                 return await call
@@ -709,11 +746,32 @@ class Worker:
         job.errors.append(err)
         errors = json.dumps([e.to_json() for e in job.errors[-_MAX_KEPT_ERRORS:]]).encode()
         final = isinstance(exc, UnrecoverableError) or attempt >= job.options.attempts
+        # The exception's type only: its message often quotes the job's data.
+        fields = _logs.job_fields(job, self.id)
         if final:
             self.jobs_failed += 1
             count, age = _keep(job.options.keep_failed)
+            log.warning(
+                "job %s of queue %r failed for good on attempt %d of %d (%s)",
+                job.id,
+                self.name,
+                attempt,
+                job.options.attempts,
+                type(exc).__name__,
+                extra=fields,
+            )
             return FinishItem(job.id, job.token or "", "f", reason, errors, 0, count, age), exc
         delay = self._backoff_ms(job, attempt, exc)
+        log.info(
+            "job %s of queue %r failed attempt %d of %d (%s); retry in %d ms",
+            job.id,
+            self.name,
+            attempt,
+            job.options.attempts,
+            type(exc).__name__,
+            delay,
+            extra=fields,
+        )
         return FinishItem(job.id, job.token or "", "r", reason, errors, delay), None
 
     def _backoff_ms(self, job: Job, attempt: int, exc: BaseException) -> int:
@@ -732,6 +790,7 @@ class Worker:
                 b.type,
                 b.type,
                 b.delay,
+                extra=_logs.job_fields(job, self.id),
             )
             return b.delay
         value = strategy(attempt, exc, job)
@@ -765,7 +824,12 @@ class Worker:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("failed_job_handler raised for job %s of queue %r", job.id, self.name)
+            log.exception(
+                "failed_job_handler raised for job %s of queue %r",
+                job.id,
+                self.name,
+                extra=_logs.job_fields(job, self.id),
+            )
 
     # -- shutdown ----------------------------------------------------------
     async def _drain_running(self) -> None:
@@ -829,6 +893,8 @@ class Worker:
             self._process_pool.shutdown(wait=False, cancel_futures=True)
         if self._bclient is not None:
             await self._bclient.aclose()
+        with contextlib.suppress(*_NETWORK_ERRORS):
+            await self._stats.flush(final=True)  # the last figures; deletes the worker's hash
         with contextlib.suppress(*_NETWORK_ERRORS):
             await self.queue.client.zrem(self.queue.keys.workers, self.id)
         await self.queue.close()

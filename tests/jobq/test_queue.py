@@ -288,3 +288,17 @@ async def test_obliterate_removes_schedulers_dedup_keys_and_flows_too(
     assert await queue_keys(redis_client, queue) != []
     await queue.obliterate(batch=2)
     assert await queue_keys(redis_client, queue) == []
+
+
+async def test_waiting_ids_page_through_prioritised_and_plain_jobs_in_run_order(
+    queue: Queue,
+) -> None:
+    plain = [(await queue.add("p", i)).id for i in range(5)]
+    prio = [(await queue.add("h", i, JobOptions(priority=1 + i))).id for i in range(3)]
+    everything = await queue.get_job_ids("waiting")
+    assert everything == prio + plain
+    pages = [await queue.get_job_ids("waiting", s, s + 2) for s in range(0, 8, 3)]
+    assert [i for page in pages for i in page] == everything
+    assert await queue.get_job_ids("waiting", 2, 3) == [prio[2], plain[0]]
+    assert await queue.get_job_ids("waiting", 6, -1) == plain[3:]
+    assert await queue.get_job_ids("waiting", 8, 20) == []
