@@ -15,6 +15,7 @@
     await Worker("reports", process, concurrency=10).run()
 """
 
+from .audit import AuditEntry, AuditLog
 from .connection import ConnectionSettings
 from .deadletter import DeadLetter, DeadLetterReplay, DeadLetters
 from .errors import (
@@ -39,7 +40,10 @@ from .errors import (
 from .events import QueueEvent, QueueEvents
 from .flows import FlowJob, FlowNode, FlowProducer
 from .groups import GroupInfo, GroupLimits
+from .health import HealthRules
+from .history import JobHistoryIndex, SearchHit, SearchQuery, SearchResult
 from .job import AttemptError, Job
+from .logs import configure_logging
 from .options import (
     MAX_PRIORITY,
     Backoff,
@@ -50,7 +54,9 @@ from .options import (
     WorkerOptions,
 )
 from .queue import BulkJob, JobCounts, Queue
+from .redaction import Redactor
 from .scheduler import Scheduler, SchedulerInfo
+from .stats import MinutePoint, WorkerInfo
 from .sync import SyncQueue
 from .worker import ChildJob, Worker
 
@@ -59,6 +65,8 @@ __version__ = "0.1.0"
 __all__ = [
     "MAX_PRIORITY",
     "AttemptError",
+    "AuditEntry",
+    "AuditLog",
     "Backoff",
     "BulkJob",
     "ChildJob",
@@ -74,10 +82,12 @@ __all__ = [
     "FlowProducer",
     "GroupInfo",
     "GroupLimits",
+    "HealthRules",
     "InvalidJobStateError",
     "Job",
     "JobCounts",
     "JobFailedError",
+    "JobHistoryIndex",
     "JobNotFoundError",
     "JobOptions",
     "JobStalledError",
@@ -85,6 +95,7 @@ __all__ = [
     "JobqError",
     "KeepJobs",
     "LeaseLostError",
+    "MinutePoint",
     "PayloadError",
     "PayloadTooLargeError",
     "Queue",
@@ -92,15 +103,21 @@ __all__ = [
     "QueueEvents",
     "RateLimit",
     "RateLimitedError",
+    "Redactor",
     "Scheduler",
     "SchedulerInfo",
     "ScriptError",
+    "SearchHit",
+    "SearchQuery",
+    "SearchResult",
     "SerializationError",
     "ServerUnreachableError",
     "SyncQueue",
     "UnrecoverableError",
     "WaitTimeoutError",
     "Worker",
+    "WorkerInfo",
     "WorkerOptions",
     "__version__",
+    "configure_logging",
 ]

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from jobq import JobqError
+from jobq.cli import log_options
 
 from .config import load_settings
 from .manager import QueueManager
@@ -58,11 +59,19 @@ def main() -> None:
     default=None,
     help="Where the demo keeps its database and outputs (default: a new temporary folder).",
 )
-def demo(data_dir: Path | None) -> None:
+@click.option(
+    "--serve",
+    "serve_port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="PORT",
+    help="Afterwards keep the workers running and serve the dashboard on 127.0.0.1:PORT.",
+)
+def demo(data_dir: Path | None, serve_port: int | None) -> None:
     """Run the whole system on the embedded defaults, with live progress and a summary."""
     from .demo import run_demo
 
-    sys.exit(_run(lambda: run_demo(data_dir)))
+    sys.exit(_run(lambda: run_demo(data_dir, serve_port=serve_port)))
 
 
 @main.command("seed-db")
@@ -93,8 +102,12 @@ def seed_db(scale: str, reset: bool) -> None:
     default="",
     help="Comma-separated named queues to serve; default all with a processor.",
 )
-def worker(tiers: str, queues: str) -> None:
+@log_options
+def worker(tiers: str, queues: str, log_format: str, log_level: str) -> None:
     """Run workers for the registered processors until SIGTERM/SIGINT."""
+    from jobq.logs import configure_logging
+
+    configure_logging(log_format, log_level)
     from .outbox import OutboxRelay
     from .processors import register_all
 

@@ -244,10 +244,13 @@ async def run_demo(
     console: Console | None = None,
     *,
     connection: str | None = None,
+    serve_port: int | None = None,
 ) -> int:
     """Run the demo; 0 when everything went as planned.
 
     ``connection`` overrides the Redis settings (the tests pass their own server).
+    With ``serve_port``, the workers keep running afterwards and the dashboard is
+    served on 127.0.0.1 at that port until Ctrl-C, to look around.
     """
     console = console or Console()
     work = data_dir or Path(tempfile.mkdtemp(prefix="ppbe-demo-"))
@@ -303,10 +306,31 @@ async def run_demo(
             ok = not failures and bool(dead) and "expected failure" in results
             if failures:
                 console.print(f"[red]{len(failures)} job(s) failed unexpectedly[/]")
+            if serve_port is not None:
+                await _serve_dashboard(manager, console, serve_port)
             return 0 if ok else 1
     finally:
         sink.stop()
         database.dispose()
+
+
+async def _serve_dashboard(manager: QueueManager, console: Console, port: int) -> None:
+    """Serve the jobq dashboard on the demo's (embedded) server until interrupted."""
+    try:
+        import uvicorn
+
+        from jobq.dashboard import create_app
+    except ImportError as exc:
+        console.print(
+            f"[red]the dashboard needs its extra: pip install 'ppbe-jobs[dashboard]' ({exc})"
+        )
+        return
+    app = create_app(manager.client, title="ppbe-jobs")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    console.print(
+        f"\n[bold]Dashboard:[/] http://127.0.0.1:{port}/ (workers keep running; Ctrl-C stops)"
+    )
+    await uvicorn.Server(config).serve()
 
 
 def _summary(

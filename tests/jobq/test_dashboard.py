@@ -27,7 +27,7 @@ def sq(redis_url: str, queue_name: str) -> Iterator[SyncQueue]:
 
 @pytest.fixture
 def client(redis_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url)) as c:
+    with TestClient(create_app(redis_url, history=False)) as c:
         yield c
 
 
@@ -53,9 +53,9 @@ def csrf(client: TestClient) -> str:
 
 
 def row_counts(html: str, queue: str) -> dict[str, str]:
-    row = re.search(rf'<tr data-queue="{re.escape(queue)}">(.*?)</tr>', html, re.S)
+    row = re.search(rf'<tr data-q="{re.escape(queue)}"[^>]*>(.*?)</tr>', html, re.S)
     assert row, html
-    return dict(re.findall(r'data-field="(\w+)">([^<]*)<', row.group(1)))
+    return dict(re.findall(r'data-f="(\w+)"[^>]*>([^<]*)<', row.group(1)))
 
 
 def test_overview_lists_queue_with_counts(
@@ -75,14 +75,22 @@ def test_overview_lists_queue_with_counts(
     assert cells["failure_rate"] == "100.0%"
 
 
-def test_queue_page_filters_by_state_and_substring(client: TestClient, sq: SyncQueue) -> None:
-    a = sq.add("send-email", {})
-    b = sq.add("resize-image", {})
-    res = client.get(f"/queues/{sq.name}", params={"state": "waiting", "q": "EMAIL"})
-    assert res.status_code == 200
-    assert f"/jobs/{a.id}" in res.text
-    assert f"/jobs/{b.id}" not in res.text
-    assert client.get(f"/queues/{sq.name}", params={"state": "bogus"}).status_code == 400
+def test_queue_page_lists_jobs_by_state_and_pages(client: TestClient, sq: SyncQueue) -> None:
+    ids = [j.id for j in sq.add_bulk([("work", {"n": i}) for i in range(120)])]
+    later = sq.add("later", None, JobOptions(delay=60_000))
+    base = f"/queues/{sq.name}"
+    first = client.get(base, params={"state": "waiting"})
+    assert first.status_code == 200
+    shown = re.findall(r'<tr data-job="([^"]+)"', first.text)
+    assert shown == ids[:50]  # run order: the oldest plain job first
+    third = client.get(base, params={"state": "waiting", "page": 2})
+    assert re.findall(r'<tr data-job="([^"]+)"', third.text) == ids[100:]
+    assert 'id="next-page"' in first.text
+    assert 'id="next-page"' not in third.text
+    delayed = client.get(base, params={"state": "delayed"})
+    assert re.findall(r'<tr data-job="([^"]+)"', delayed.text) == [later.id]
+    assert client.get(base, params={"state": "bogus"}).status_code == 400
+    assert client.get(base, params={"page": "x"}).status_code == 400
     assert client.get("/queues/no-such-queue-here").status_code == 404
     assert client.get("/queues/bad{name}").status_code == 404
 
@@ -147,7 +155,7 @@ def failed_job(redis_url: str, sq: SyncQueue) -> tuple[str, str]:
 
 def test_read_only_refuses_actions(redis_url: str, failed_job: tuple[str, str]) -> None:
     name, job_id = failed_job
-    with TestClient(create_app(redis_url, read_only=True)) as c:
+    with TestClient(create_app(redis_url, read_only=True, history=False)) as c:
         page = c.get(f"/queues/{name}/jobs/{job_id}")
         assert page.status_code == 200
         assert "/retry" not in page.text  # no action buttons
@@ -159,7 +167,7 @@ def test_read_only_refuses_actions(redis_url: str, failed_job: tuple[str, str]) 
 
 
 def test_token_auth(redis_url: str, sq: SyncQueue) -> None:
-    with TestClient(create_app(redis_url, token="s3cret")) as c:
+    with TestClient(create_app(redis_url, token="s3cret", history=False)) as c:
         assert c.get("/").status_code == 401
         assert c.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/metrics").status_code == 401
@@ -185,7 +193,7 @@ def test_metrics_and_probes(client: TestClient, sq: SyncQueue) -> None:
 
 
 def test_readyz_503_when_redis_is_down() -> None:
-    with TestClient(create_app("redis://127.0.0.1:1/0")) as c:
+    with TestClient(create_app("redis://127.0.0.1:1/0", history=False)) as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").status_code == 503
 
@@ -206,7 +214,7 @@ def test_events_stream_starts_with_a_snapshot(client: TestClient, sq: SyncQueue)
 
 def test_mounted_under_a_path(redis_url: str, sq: SyncQueue) -> None:
     sq.add("work", {})
-    outer = Starlette(routes=[Mount("/ops/jobs", app=create_app(redis_url))])
+    outer = Starlette(routes=[Mount("/ops/jobs", app=create_app(redis_url, history=False))])
     with TestClient(outer) as c:
         res = c.get("/ops/jobs/")
         assert res.status_code == 200
@@ -216,3 +224,36 @@ def test_mounted_under_a_path(redis_url: str, sq: SyncQueue) -> None:
         res = c.post(f"/ops/jobs/queues/{sq.name}/pause", data={"csrf_token": token})
         assert res.status_code == 200
         assert sq.get_job_counts().paused == 1
+
+
+def test_events_carry_the_watched_job(client: TestClient, sq: SyncQueue) -> None:
+    job = sq.add("x", {"a": 1})
+    with client.stream("GET", "/events", params={"job": f"{sq.name}/{job.id}"}) as res:
+        payload = None
+        for line in res.iter_lines():
+            if line.startswith("data:"):
+                payload = json.loads(line[len("data:") :])
+                break
+    assert payload is not None
+    assert payload["job"] == {
+        "queue": sq.name,
+        "id": job.id,
+        "name": "x",
+        "state": "waiting",
+        "progress": 0,
+        "attempts_made": 0,
+        "failed_reason": None,
+        "data": {"a": 1},
+    }
+
+
+def test_readyz_applies_the_health_rules_asked_for(client: TestClient, sq: SyncQueue) -> None:
+    for i in range(3):
+        sq.add("work", {"n": i})
+    assert client.get("/readyz", params={"queue": sq.name, "max_waiting": 5}).json() == {"ok": True}
+    res = client.get("/readyz", params={"queue": sq.name, "max_waiting": 2})
+    assert res.status_code == 503
+    assert res.json()["problems"] == [f"{sq.name}: 3 waiting jobs > 2"]
+    res = client.get("/readyz", params={"queue": sq.name, "min_workers": 1})
+    assert res.json()["problems"] == [f"{sq.name}: 0 workers alive < 1"]
+    assert client.get("/readyz", params={"max_failure_rate": "2"}).status_code == 400

@@ -8,7 +8,7 @@ or unhealthy, 2 a user mistake or Redis unreachable.
 
 from __future__ import annotations
 
-from . import _admin, _inspect, _worker  # noqa: F401 - they register the commands
-from ._app import cli, main
+from . import _admin, _dashboard, _inspect, _worker  # noqa: F401 - they register the commands
+from ._app import cli, log_options, main
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "log_options", "main"]

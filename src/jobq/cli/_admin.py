@@ -3,14 +3,15 @@ dead letters and schedulers."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import click
 
-from jobq.connection import server_time_ms
+from jobq.audit import AuditLog, cli_actor
 from jobq.deadletter import DEFAULT_DEAD_LETTER_QUEUE, UNSET, DeadLetter
-from jobq.errors import JobNotFoundError
-from jobq.queue import CleanState
+from jobq.errors import InvalidJobStateError, JobNotFoundError
+from jobq.queue import CleanState, Queue
 
 from ._app import (
     EXIT_REFUSED,
@@ -25,6 +26,29 @@ from ._app import (
     run,
 )
 
+_DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Command-line times are UTC, like every time jobq stores."""
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+async def record(
+    q: Queue, action: str, *, target: str = "", count: int | None = None, detail: str = ""
+) -> None:
+    """Append a command's action to the audit log the dashboard shows."""
+    await AuditLog(q.client, q.keys.prefix).record(
+        cli_actor(),
+        action,
+        queue=q.name,
+        target=target,
+        count=count,
+        detail=detail,
+        source="jobq command",
+    )
+
+
 # -- retry, promote, pause, resume -------------------------------------------
 
 
@@ -32,39 +56,85 @@ from ._app import (
 @click.argument("queue")
 @click.argument("job_id", metavar="[ID]", required=False)
 @click.option("--all-failed", is_flag=True, help="Retry every failed job of QUEUE.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before retrying all failed jobs.")
+@click.option("--name", help="Only failed jobs with this job name.")
+@click.option("--error", "error_text", help="Only failed jobs whose errors contain TEXT.")
+@click.option("--since", type=click.DateTime(_DATE_FORMATS), help="Failed at or after (UTC).")
+@click.option("--until", type=click.DateTime(_DATE_FORMATS), help="Failed at or before (UTC).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before retrying many jobs.")
 @click.pass_context
-def retry(ctx: click.Context, queue: str, job_id: str | None, all_failed: bool, yes: bool) -> None:
-    """Put a failed job (ID) or every failed job (--all-failed) back to waiting."""
-    if (job_id is None) == (not all_failed):
-        raise CliError("give a job ID or --all-failed (not both)")
+def retry(
+    ctx: click.Context,
+    queue: str,
+    job_id: str | None,
+    all_failed: bool,
+    name: str | None,
+    error_text: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    yes: bool,
+) -> None:
+    """Put failed jobs back to waiting: one (ID), all (--all-failed), or those matching
+    filters (--name, --error, --since, --until). Shows the count and asks first."""
+    filtered = any(v is not None for v in (name, error_text, since, until))
+    if job_id is not None and (all_failed or filtered):
+        raise CliError("give a job ID, or --all-failed / filters, not both")
+    if job_id is None and not all_failed and not filtered:
+        raise CliError(
+            "give a job ID, --all-failed, or a filter (--name, --error, --since, --until)"
+        )
     if job_id is not None:
 
         async def one() -> None:
             async with open_queue(ctx, queue) as q:
                 await q.retry(job_id)
+                await record(q, "retry", target=job_id, count=1)
 
         run(ctx, one())
         click.echo(f"retried job {job_id} of queue {queue!r}")
         return
+    bounds = {"since": _utc(since), "until": _utc(until)}
+    described = ", ".join(
+        f"{k}={v}"
+        for k, v in (("name", name), ("error", error_text), *bounds.items())
+        if v is not None
+    )
 
-    async def count() -> int:
+    async def matching() -> list[str] | int:
         async with open_queue(ctx, queue) as q:
-            return (await q.get_job_counts()).failed
+            if not filtered:
+                return (await q.get_job_counts()).failed
+            return await q.find_failed(
+                name=name, error_contains=error_text, since=bounds["since"], until=bounds["until"]
+            )
 
-    n = run(ctx, count())
-    click.echo(f"{n} failed job(s) in queue {queue!r}")
+    found = run(ctx, matching())
+    n = found if isinstance(found, int) else len(found)
+    click.echo(
+        f"{n} failed job(s) in queue {queue!r}" + (f" match {described}" if filtered else "")
+    )
     if n == 0:
         return
     if not yes and not click.confirm(f"retry {n} failed job(s)?", default=False):
         click.echo("nothing retried", err=True)
         raise click.exceptions.Exit(EXIT_REFUSED)
 
-    async def every() -> int:
+    async def go() -> int:
         async with open_queue(ctx, queue) as q:
-            return await q.retry_all_failed()
+            if isinstance(found, int):
+                done = await q.retry_all_failed()
+                await record(q, "retry-all", count=done, detail=f"confirmed {n}")
+                return done
+            done = 0
+            for jid in found:
+                try:
+                    await q.retry(jid)
+                    done += 1
+                except (JobNotFoundError, InvalidJobStateError):
+                    continue  # retried, removed or cleaned since it was listed
+            await record(q, "retry-matching", count=done, detail=described)
+            return done
 
-    click.echo(f"retried {run(ctx, every())} job(s)")
+    click.echo(f"retried {run(ctx, go())} job(s)")
 
 
 @cli.command()
@@ -77,6 +147,7 @@ def promote(ctx: click.Context, queue: str, job_id: str) -> None:
     async def go() -> None:
         async with open_queue(ctx, queue) as q:
             await q.promote(job_id)
+            await record(q, "promote", target=job_id, count=1)
 
     run(ctx, go())
     click.echo(f"promoted job {job_id} of queue {queue!r}")
@@ -90,7 +161,9 @@ def pause(ctx: click.Context, queue: str) -> None:
 
     async def go() -> bool:
         async with open_queue(ctx, queue) as q:
-            return await q.pause()
+            changed = await q.pause()
+            await record(q, "pause")
+            return changed
 
     changed = run(ctx, go())
     click.echo(f"queue {queue!r} paused" if changed else f"queue {queue!r} was already paused")
@@ -104,7 +177,9 @@ def resume(ctx: click.Context, queue: str) -> None:
 
     async def go() -> bool:
         async with open_queue(ctx, queue) as q:
-            return await q.resume()
+            changed = await q.resume()
+            await record(q, "resume")
+            return changed
 
     changed = run(ctx, go())
     click.echo(f"queue {queue!r} resumed" if changed else f"queue {queue!r} was not paused")
@@ -131,15 +206,7 @@ def clean(ctx: click.Context, queue: str, state_: str, grace: int, limit: int, y
 
     async def count() -> int:
         async with open_queue(ctx, queue) as q:
-            client: Any = q.client
-            if state_ in ("completed", "failed"):
-                key = q.keys.completed if state_ == "completed" else q.keys.failed
-                cutoff = await server_time_ms(client) - grace
-                return int(await client.zcount(key, "-inf", cutoff))
-            counts = await q.get_job_counts()
-            if state_ == "delayed":
-                return counts.delayed
-            return counts.waiting + counts.paused + counts.prioritized
+            return await q.clean_count(cast(CleanState, state_), grace)
 
     n = min(run(ctx, count()), limit)
     click.echo(f"clean will delete up to {n} {state_} job(s) of queue {queue!r}")
@@ -147,7 +214,9 @@ def clean(ctx: click.Context, queue: str, state_: str, grace: int, limit: int, y
 
     async def go() -> list[str]:
         async with open_queue(ctx, queue) as q:
-            return await q.clean(cast(CleanState, state_), grace, limit)
+            ids = await q.clean(cast(CleanState, state_), grace, limit)
+            await record(q, "clean", count=len(ids), detail=f"state={state_} grace={grace}ms")
+            return ids
 
     click.echo(f"deleted {len(run(ctx, go()))} job(s)")
 
@@ -170,7 +239,9 @@ def drain(ctx: click.Context, queue: str, delayed: bool, yes: bool) -> None:
 
     async def go() -> int:
         async with open_queue(ctx, queue) as q:
-            return await q.drain(delayed=delayed)
+            n = await q.drain(delayed=delayed)
+            await record(q, "drain", count=n, detail="with delayed" if delayed else "")
+            return n
 
     click.echo(f"deleted {run(ctx, go())} job(s)")
 
@@ -192,7 +263,9 @@ def obliterate(ctx: click.Context, queue: str, force: bool, yes: bool) -> None:
 
     async def go() -> int:
         async with open_queue(ctx, queue) as q:
-            return await q.obliterate(force=force)
+            n = await q.obliterate(force=force)
+            await record(q, "obliterate", count=n, detail="forced" if force else "")
+            return n
 
     run(ctx, go())
     click.echo(f"obliterated queue {queue!r}")
@@ -320,6 +393,14 @@ def dlq_replay(ctx: click.Context, entry: str, data_json: str | None, by: str) -
     async def go() -> tuple[str, str]:
         async with open_dead_letters(ctx, _dlq_name(ctx)) as dl:
             job = await dl.replay(entry, data=data, by=by)
+            await record(
+                dl.queue,
+                "dlq-replay",
+                target=entry,
+                count=1,
+                detail=f"by={by} job={job.queue_name}/{job.id}"
+                + (" data edited" if data is not UNSET else ""),
+            )
             return job.queue_name, job.id
 
     queue, job_id = run(ctx, go())
@@ -336,7 +417,10 @@ def dlq_discard(ctx: click.Context, entry: str, yes: bool) -> None:
 
     async def go() -> bool:
         async with open_dead_letters(ctx, _dlq_name(ctx)) as dl:
-            return await dl.discard(entry)
+            gone = await dl.discard(entry)
+            if gone:
+                await record(dl.queue, "dlq-discard", target=entry, count=1)
+            return gone
 
     if not run(ctx, go()):
         raise CliError(f"dead-letter queue {_dlq_name(ctx)!r}: no entry {entry!r}")
@@ -396,7 +480,9 @@ def schedulers_run_now(ctx: click.Context, queue: str, scheduler_id: str) -> Non
 
     async def go() -> str:
         async with open_queue(ctx, queue) as q:
-            return (await q.run_scheduler_now(scheduler_id)).id
+            job = await q.run_scheduler_now(scheduler_id)
+            await record(q, "scheduler-run-now", target=scheduler_id, count=1)
+            return job.id
 
     click.echo(f"added job {run(ctx, go())}")
 
@@ -412,7 +498,10 @@ def schedulers_remove(ctx: click.Context, queue: str, scheduler_id: str, yes: bo
 
     async def go() -> bool:
         async with open_queue(ctx, queue) as q:
-            return await q.remove_scheduler(scheduler_id)
+            gone = await q.remove_scheduler(scheduler_id)
+            if gone:
+                await record(q, "scheduler-remove", target=scheduler_id, count=1)
+            return gone
 
     if not run(ctx, go()):
         raise CliError(f"queue {queue!r}: no scheduler {scheduler_id!r}")

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import json
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -138,6 +138,31 @@ def iso(value: int | datetime | None) -> str | None:
 def emit_json(value: Any) -> None:
     """Print ``value`` as indented JSON (non-JSON values via ``str``)."""
     click.echo(json.dumps(value, indent=2, default=str, sort_keys=False))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def log_options(command: F) -> F:
+    """``--log-format`` and ``--log-level`` (env ``JOBQ_LOG_FORMAT``, ``LOG_LEVEL``),
+    for every command that runs workers (``jobq worker``, ``ppbe-jobs worker``)."""
+    command = click.option(
+        "--log-level",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+        envvar="LOG_LEVEL",
+        default="INFO",
+        show_default=True,
+        help="Lowest level logged (env LOG_LEVEL).",
+    )(command)
+    return click.option(
+        "--log-format",
+        type=click.Choice(["auto", "json", "text"], case_sensitive=False),
+        envvar="JOBQ_LOG_FORMAT",
+        default="auto",
+        show_default=True,
+        help="Log lines as JSON, as text, or text on a terminal and JSON otherwise "
+        "(env JOBQ_LOG_FORMAT).",
+    )(command)
 
 
 def refuse_without_yes(yes: bool, what: str) -> None:

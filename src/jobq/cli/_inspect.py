@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Any, cast
 
 import click
 
 from jobq.connection import create_client, server_time_ms
+from jobq.discovery import discover_queues as _discover
+from jobq.errors import ConfigurationError
+from jobq.health import HealthRules, problems
 from jobq.job import Job
+from jobq.metrics import QueueSnapshot, snapshot
 from jobq.queue import ListState, Queue
 
 from ._app import EXIT_REFUSED, AppState, cli, emit_json, iso, open_queue, run, state
@@ -27,28 +30,14 @@ LIST_STATES = (
 )
 
 
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
 async def discover_queues(app: AppState) -> list[str]:
-    """Queue names under the prefix, from their ``meta`` and ``id`` keys (SCAN, not KEYS)."""
+    """Queue names under the prefix (SCAN, not KEYS; see :mod:`jobq.discovery`)."""
     settings = app.settings()
-    prefix = settings.prefix
-    pattern = re.compile(r"^\{" + re.escape(prefix) + r":([^{}]+)\}:(?:meta|id)$")
-    client: Any = create_client(settings)
-    found: set[str] = set()
+    client = create_client(settings)
     try:
-        for suffix in ("meta", "id"):
-            match = "{" + _glob_escape(prefix) + ":*}:" + suffix
-            async for raw in client.scan_iter(match=match, count=1000):
-                key = raw.decode() if isinstance(raw, bytes) else str(raw)
-                m = pattern.match(key)
-                if m:
-                    found.add(m.group(1))
+        return await _discover(client, settings.prefix)
     finally:
         await client.aclose()
-    return sorted(found)
 
 
 async def queue_info(queue: Queue) -> dict[str, Any]:
@@ -266,20 +255,29 @@ def check(
     min_workers: int,
 ) -> None:
     """Health probe: exit 0 healthy, 1 unhealthy, 2 Redis unreachable."""
-    rows = run(ctx, asyncio.wait_for(_collect(ctx, queues), timeout=30))
-    problems = []
-    for r in rows:
-        c = r["counts"]
-        waiting = c["waiting"] + c["prioritized"] + c["paused"]
-        if max_waiting is not None and waiting > max_waiting:
-            problems.append(f"{r['queue']}: {waiting} waiting jobs > {max_waiting}")
-        rate = r["failure_rate"]
-        if max_failure_rate is not None and rate is not None and rate > max_failure_rate:
-            problems.append(f"{r['queue']}: failure rate {rate:.1%} > {max_failure_rate:.1%}")
-        if r["workers_alive"] < min_workers:
-            problems.append(f"{r['queue']}: {r['workers_alive']} workers alive < {min_workers}")
-    for p in problems:
+    try:
+        rules = HealthRules(
+            max_waiting=max_waiting, max_failure_rate=max_failure_rate, min_workers=min_workers
+        )
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    async def go() -> list[QueueSnapshot]:
+        names = list(queues) or await discover_queues(state(ctx))
+        settings = state(ctx).settings()
+        client = create_client(settings)
+        try:
+            opened = [
+                await Queue(n, connection=client, prefix=settings.prefix).open() for n in names
+            ]
+            return list((await snapshot(opened)).queues)
+        finally:
+            await client.aclose()
+
+    rows = run(ctx, asyncio.wait_for(go(), timeout=30))
+    found = problems(rows, rules)
+    for p in found:
         click.echo(p)
-    if problems:
+    if found:
         raise click.exceptions.Exit(EXIT_REFUSED)
     click.echo(f"ok: {len(rows)} queue(s) healthy")

@@ -12,11 +12,12 @@ from typing import Any
 import click
 
 from jobq.connection import ConnectionSettings
+from jobq.logs import configure_logging
 from jobq.options import WorkerOptions
 from jobq.queue import Queue
 from jobq.worker import Worker
 
-from ._app import CliError, cli, run, state
+from ._app import CliError, cli, log_options, run, state
 
 BURST_POLL = 0.2
 
@@ -97,6 +98,7 @@ async def run_workers(workers: list[Worker], burst: bool, settings: ConnectionSe
 @click.option(
     "--burst", is_flag=True, help="Exit 0 once the queues have no waiting, delayed or active jobs."
 )
+@log_options
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -105,11 +107,14 @@ def worker(
     concurrency: int,
     processes: int,
     burst: bool,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Run PROCESSOR (an importable MODULE:ATTR) on the jobs of the given queues.
 
     SIGTERM/SIGINT close the worker gracefully.
     """
+    configure_logging(log_format, log_level)
     func = load_processor(processor)
     settings = state(ctx).settings()
     options = WorkerOptions(concurrency=concurrency, processes=processes)

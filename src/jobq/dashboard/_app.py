@@ -1,140 +1,70 @@
-"""The dashboard's Starlette application: pages, actions, SSE, metrics, probes."""
+"""The dashboard application: configuration, sign-in, guards, and the route table."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast, get_args
+from typing import Any
 
 import jinja2
-from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import (
-    JSONResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobq.connection import ConnectionSettings, create_client, resolve
-from jobq.errors import ConfigurationError, InvalidJobStateError, JobNotFoundError
-from jobq.metrics import MetricsSnapshot, QueueCollector, render_latest, snapshot
-from jobq.queue import ConnectionLike, ListState, Queue
+from jobq.errors import ConfigurationError
+from jobq.queue import ConnectionLike, Queue
+from jobq.redaction import DEFAULT_REDACTED_FIELDS, Redactor
 
 from . import _security as sec
+from ._backend import Backend
+from ._charts import sparkline
 
-__all__ = ["create_app"]
+__all__ = ["Dash", "create_app"]
 
-#: ``?q=`` filters only the first jobs of a state: an indexed search is future work.
-SEARCH_WINDOW = 500
-PAGE_SIZE = 50
-EVENT_INTERVAL = 1.0
-_REDISCOVER_EVERY = 10  # SSE ticks between SCANs for new queues
-LIST_STATES: tuple[str, ...] = get_args(ListState)
+log = logging.getLogger("jobq.dashboard")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
-class _Backend:
-    """The Redis client and open queues, bound to the event loop that made them.
-
-    A ``redis.asyncio`` client belongs to one event loop; a server normally has
-    one, but a test client may run each request on a new one, so the client is
-    rebuilt when the loop changes.
-    """
-
-    def __init__(self, connection: ConnectionLike, prefix: str | None) -> None:
-        self._connection = connection
-        self._prefix_arg = prefix
-        self._client: Redis | None = None
-        self._owns = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queues: dict[str, Queue] = {}
-        self.prefix = prefix or "jobq"
-
-    async def client(self) -> Redis:
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._loop is not loop:
-            # The old loop may be gone; its connections cannot be closed from here.
-            self._client, self._queues = None, {}
-        if self._client is None:
-            target = resolve(self._connection)
-            if isinstance(target, ConnectionSettings):
-                self._client, self._owns = create_client(target), True
-                self.prefix = self._prefix_arg or target.prefix
-            else:
-                self._client, self._owns = target, False
-                self.prefix = self._prefix_arg or "jobq"
-            self._loop = loop
-        return self._client
-
-    async def queue(self, name: str) -> Queue:
-        client = await self.client()
-        q = self._queues.get(name)
-        if q is None:
-            q = await Queue(name, connection=client, prefix=self.prefix).open()
-            self._queues[name] = q
-        return q
-
-    async def exists(self, name: str) -> bool:
-        """Whether ``name`` is a known queue (it has a ``meta`` or ``id`` key)."""
-        try:
-            q = await self.queue(name)
-        except ConfigurationError:
-            return False
-        c: Any = q.client
-        return bool(await c.exists(q.keys.meta, q.keys.id))
-
-    async def discover(self) -> list[str]:
-        """Queue names under the prefix (SCAN, as ``jobq info`` does, on our client)."""
-        c: Any = await self.client()
-        pattern = re.compile(r"^\{" + re.escape(self.prefix) + r":([^{}]+)\}:(?:meta|id)$")
-        found: set[str] = set()
-        for suffix in ("meta", "id"):
-            match = "{" + _glob_escape(self.prefix) + ":*}:" + suffix
-            async for raw in c.scan_iter(match=match, count=1000):
-                key = raw.decode() if isinstance(raw, bytes) else str(raw)
-                m = pattern.match(key)
-                if m:
-                    found.add(m.group(1))
-        return sorted(found)
-
-    async def snapshot(self, names: list[str] | None = None) -> MetricsSnapshot:
-        names = await self.discover() if names is None else names
-        return await snapshot([await self.queue(n) for n in names])
-
-    async def aclose(self) -> None:
-        client, self._client, self._queues = self._client, None, {}
-        if client is not None and self._owns and self._loop is asyncio.get_running_loop():
-            await client.aclose()
+_SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
 
 
-def _snapshot_json(snap: MetricsSnapshot) -> dict[str, Any]:
-    return {
-        "taken_at": snap.taken_at,
-        "queues": [
-            {
-                "queue": q.queue,
-                "counts": dict(q.counts),
-                "oldest_waiting_age_seconds": round(q.oldest_waiting_age_seconds, 1),
-                "workers_alive": q.workers_alive,
-                "failure_rate": q.failure_rate,
-            }
-            for q in snap.queues
-        ],
-    }
+class _SecurityHeaders:
+    """Adds a strict Content-Security-Policy and friends to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers.extend((k, v) for k, v in _SECURITY_HEADERS if k not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _templates() -> Jinja2Templates:
@@ -144,8 +74,247 @@ def _templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, default=str, sort_keys=True)
-    env.filters["pct"] = lambda v: f"{float(v):.1%}"
+    env.filters["pct"] = lambda v: "-" if v is None else f"{float(v):.1%}"
+    env.filters["ms"] = lambda v: "-" if v is None else f"{float(v):,.0f} ms"
+    env.filters["num"] = lambda v: "-" if v is None else f"{v:,}"
+    env.globals["sparkline"] = sparkline
     return Jinja2Templates(env=env)
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path on this site is a valid place to return to after sign-in."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
+class Dash:
+    """What every page and action needs: backend, templates, sign-in, audit, redaction."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        auth: sec.Authenticator,
+        *,
+        read_only: bool,
+        redactor: Redactor,
+        history: Any,
+        title: str,
+    ) -> None:
+        self.backend = backend
+        self.auth = auth
+        self.read_only = read_only
+        self.redact = redactor
+        self.history = history
+        self.title = title
+        self.templates = _templates()
+
+    # -- rendering -----------------------------------------------------------
+    def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
+        principal: sec.Principal | None = request.scope.get("jobq.principal")
+        role = principal.role if principal else "viewer"
+        ctx.update(
+            title=self.title,
+            read_only=self.read_only,
+            csrf_token=sec.csrf_token(request),
+            sec_field=sec.CSRF_FIELD,
+            principal=principal,
+            can_operate=not self.read_only and sec.allows(role, "operator"),
+            can_admin=not self.read_only and sec.allows(role, "admin"),
+            signed_in=principal is not None and principal.via != "open",
+            notice=request.query_params.get("notice", "")[:300],
+        )
+        return self.templates.TemplateResponse(request, name, ctx, status_code=status)
+
+    def problem(self, request: Request, status: int, message: str) -> Response:
+        return self.render(
+            request, "error.html", status=status, status_code=status, message=message
+        )
+
+    async def open_queue(self, request: Request) -> Queue | Response:
+        """The queue named by the path, or a 404 page when there is no such queue."""
+        name = request.path_params["name"]
+        if not await self.backend.exists(name):
+            return self.problem(request, 404, f"no queue {name!r}")
+        return await self.backend.queue(name)
+
+    def back(
+        self,
+        request: Request,
+        route: str,
+        notice: str = "",
+        query: Mapping[str, str] | None = None,
+        **params: str,
+    ) -> Response:
+        """303 to a named route, with an optional notice shown on arrival."""
+        extra = dict(query or {})
+        if notice:
+            extra["notice"] = notice
+        url = request.url_for(route, **params).include_query_params(**extra)
+        return RedirectResponse(str(url), status_code=303)
+
+    # -- guards ----------------------------------------------------------------
+    def _unauthenticated(self, request: Request) -> Response:
+        wants_html = "text/html" in request.headers.get("accept", "")
+        if request.method == "GET" and wants_html:
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            login = request.url_for("login").include_query_params(next=here)
+            return RedirectResponse(str(login), status_code=303)
+        return PlainTextResponse(
+            "sign-in required: send 'Authorization: Bearer <token>' or sign in at /login",
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    def page(self, endpoint: Endpoint) -> Endpoint:
+        """A GET page or API: any signed-in role may read."""
+
+        async def wrapper(request: Request) -> Response:
+            principal = self.auth.principal(request)
+            if principal is None:
+                given = request.query_params.get("token")
+                found = self.auth.token_principal(given) if given else None
+                if found is not None and request.method == "GET":
+                    target = request.url.remove_query_params("token")
+                    resp: Response = RedirectResponse(str(target), status_code=303)
+                    sec.set_session(request, resp, self.auth.session_cookie(found))
+                    return resp
+                return self._unauthenticated(request)
+            request.scope["jobq.principal"] = principal
+            if self.history is not None:
+                await self.history.ensure()  # indexing starts with the first page seen
+            response = await endpoint(request)
+            sec.set_csrf_cookie(request, response)
+            return response
+
+        return wrapper
+
+    def action(self, endpoint: Endpoint, role: sec.Role) -> Endpoint:
+        """A POSTed action: signed in, role at least ``role``, not read-only, CSRF-checked."""
+
+        async def wrapper(request: Request) -> Response:
+            principal = self.auth.principal(request)
+            if principal is None:
+                return self._unauthenticated(request)
+            request.scope["jobq.principal"] = principal
+            if self.read_only:
+                return self.problem(request, 403, "the dashboard is read-only")
+            if not sec.allows(principal.role, role):
+                return self.problem(
+                    request, 403, f"this action needs the {role} role; you are {principal.role}"
+                )
+            form = await sec.read_form(request)
+            if not sec.csrf_ok(request, form):
+                return self.problem(request, 403, "missing or wrong CSRF token: reload the page")
+            response = await endpoint(request)
+            sec.set_csrf_cookie(request, response)
+            return response
+
+        return wrapper
+
+    async def record(
+        self,
+        request: Request,
+        action: str,
+        *,
+        queue: str = "",
+        target: str = "",
+        count: int | None = None,
+        detail: str = "",
+    ) -> None:
+        """Append the action to the audit log (a failure to log is logged, not raised)."""
+        principal: sec.Principal | None = request.scope.get("jobq.principal")
+        client = request.client.host if request.client else ""
+        try:
+            audit = await self.backend.audit()
+            await audit.record(
+                principal.name if principal else "anonymous",
+                action,
+                queue=queue,
+                target=target,
+                count=count,
+                detail=detail,
+                role=principal.role if principal else "",
+                source=f"dashboard {client}".strip(),
+            )
+        except Exception:  # the action happened; say so in the log at least
+            log.exception("could not write the audit entry for %s on %r", action, queue)
+
+    # -- sign-in pages ------------------------------------------------------------
+    async def login_form(self, request: Request) -> Response:
+        resp = self.render(
+            request,
+            "login.html",
+            next=_safe_next(request.query_params.get("next")) or "",
+            error="",
+            has_users=bool(self.auth.users),
+            has_tokens=bool(self.auth.tokens),
+        )
+        sec.set_csrf_cookie(request, resp)
+        return resp
+
+    async def login(self, request: Request) -> Response:
+        form = await sec.read_form(request)
+        nxt = _safe_next(form.get("next")) or str(request.url_for("overview").path)
+        if not sec.csrf_ok(request, form):
+            return self.problem(request, 403, "missing or wrong CSRF token: reload the page")
+        user, password, token = form.get("user", ""), form.get("password", ""), form.get("token")
+        principal: sec.Principal | None = None
+        if token:
+            principal = self.auth.token_principal(token)
+        elif user:
+            principal = await asyncio.to_thread(self.auth.password_principal, user, password)
+        if principal is None:
+            request.scope["jobq.principal"] = None
+            with contextlib.suppress(Exception):
+                audit = await self.backend.audit()
+                await audit.record(
+                    user or "token",
+                    "sign-in-failed",
+                    source="dashboard " + (request.client.host if request.client else ""),
+                )
+            resp = self.render(
+                request,
+                "login.html",
+                status=401,
+                next=nxt,
+                error="wrong user name, password or token",
+                has_users=bool(self.auth.users),
+                has_tokens=bool(self.auth.tokens),
+            )
+            sec.set_csrf_cookie(request, resp)
+            return resp
+        request.scope["jobq.principal"] = principal
+        await self.record(request, "sign-in", detail=principal.via)
+        root = str(request.scope.get("root_path") or "")
+        target = nxt if nxt.startswith(root) else root + nxt
+        resp = RedirectResponse(target, status_code=303)
+        sec.set_session(request, resp, self.auth.session_cookie(principal))
+        return resp
+
+    async def logout(self, request: Request) -> Response:
+        form = await sec.read_form(request)
+        if not sec.csrf_ok(request, form):
+            return self.problem(request, 403, "missing or wrong CSRF token: reload the page")
+        resp = RedirectResponse(str(request.url_for("login")), status_code=303)
+        sec.set_session(request, resp, None)
+        return resp
+
+
+def _load_history(
+    history: Any,
+    connection: ConnectionLike,
+    prefix: str | None,
+    redactor: Redactor,
+    backend: Backend,
+) -> Any:
+    """The job-history search index: built lazily (True or a file path), or none (False)."""
+    if history is False or history is None:
+        return None
+    from ._search import History  # the index needs sqlite3 with FTS5; only load it when asked
+
+    path = None if history is True else str(history)
+    return History(connection, prefix, path, redactor.fields, backend.discover)
 
 
 def create_app(
@@ -153,228 +322,76 @@ def create_app(
     *,
     prefix: str | None = None,
     token: str | None = None,
+    tokens: Mapping[str, sec.Role] | None = None,
+    users: Mapping[str, sec.User] | None = None,
+    secret_key: str | None = None,
     read_only: bool = False,
+    redact: Iterable[str] = DEFAULT_REDACTED_FIELDS,
+    history: Any = True,
+    audit_max_entries: int = 10_000,
+    title: str = "jobq",
 ) -> Starlette:
     """Build the dashboard as a Starlette app, to mount or to run alone (uvicorn).
 
     ``connection`` is what :class:`~jobq.Queue` takes (URL, settings, a
     ``redis.asyncio.Redis`` client, or None for the environment); ``prefix``
-    the key prefix of the queues to show. With ``token``, every page, action,
-    ``/events`` and ``/metrics`` needs ``Authorization: Bearer <token>`` or a
-    sign-in by ``?token=`` (which sets a session cookie); ``/healthz`` and
-    ``/readyz`` stay open for probes. ``read_only`` refuses every action (403).
+    the key prefix of the queues to show.
+
+    Sign-in: ``token`` is an admin API token (shorthand for ``tokens={token:
+    "admin"}``); ``tokens`` maps more tokens to roles; ``users`` maps user
+    names to :class:`User` (a scrypt password hash and a role). With none of
+    these the dashboard is open and everyone is admin (bind it to loopback).
+    ``secret_key`` signs session cookies: set the same one on every process
+    behind a load balancer. ``/healthz`` and ``/readyz`` stay open for probes.
+
+    ``read_only`` refuses every action (403). ``redact`` names payload fields
+    shown (and indexed) as ``[redacted]``. ``history``: True builds an
+    in-memory search index of finished jobs, a path keeps it in a file, False
+    turns search over history off (the live states are still searched).
     """
-    if token is not None and not token:
-        raise ConfigurationError("token must be a non-empty string, or None for no sign-in")
-    backend = _Backend(connection, prefix)
-    templates = _templates()
+    all_tokens: dict[str, sec.Role] = dict(tokens or {})
+    if token is not None:
+        if not token:
+            raise ConfigurationError("token must be a non-empty string, or None for no sign-in")
+        all_tokens[token] = "admin"
+    auth = sec.Authenticator(tokens=all_tokens, users=users or {}, secret_key=secret_key)
+    backend = Backend(connection, prefix, audit_max_entries)
+    redactor = Redactor(redact)
+    dash = Dash(
+        backend,
+        auth,
+        read_only=read_only,
+        redactor=redactor,
+        history=_load_history(history, connection, prefix, redactor, backend),
+        title=title,
+    )
 
-    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
-        ctx.update(
-            read_only=read_only, csrf_token=sec.csrf_token(request), sec_field=sec.CSRF_FIELD
-        )
-        return templates.TemplateResponse(request, name, ctx, status_code=status)
+    from . import _actions, _pages
 
-    def problem(request: Request, status: int, message: str) -> Response:
-        return render(request, "error.html", status=status, status_code=status, message=message)
-
-    def guarded(endpoint: Endpoint, *, action: bool = False) -> Endpoint:
-        async def wrapper(request: Request) -> Response:
-            if token is not None and not sec.authenticated(request, token):
-                if request.method == "GET" and sec.query_token_ok(request, token):
-                    target = request.url.remove_query_params("token")
-                    resp: Response = RedirectResponse(str(target), status_code=303)
-                    resp.set_cookie(
-                        sec.SESSION_COOKIE,
-                        sec.session_value(token),
-                        path=sec.cookie_path(request),
-                        httponly=True,
-                        samesite="strict",
-                        secure=request.url.scheme == "https",
-                    )
-                    return resp
-                return PlainTextResponse(
-                    "sign-in required: send 'Authorization: Bearer <token>' or open ?token=<token>",
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-            if action:
-                if read_only:
-                    return problem(request, 403, "the dashboard is read-only")
-                form = await sec.read_form(request)
-                if not sec.csrf_ok(request, form):
-                    return problem(request, 403, "missing or wrong CSRF token: reload the page")
-            response = await endpoint(request)
-            sec.set_csrf_cookie(request, response)
-            return response
-
-        return wrapper
-
-    # -- pages ---------------------------------------------------------------
-    async def overview(request: Request) -> Response:
-        snap = await backend.snapshot()
-        return render(request, "overview.html", snap=snap)
-
-    async def queue_page(request: Request) -> Response:
-        name = request.path_params["name"]
-        if not await backend.exists(name):
-            return problem(request, 404, f"no queue {name!r}")
-        state = request.query_params.get("state", "waiting")
-        if state not in LIST_STATES:
-            return problem(request, 400, f"state must be one of {', '.join(LIST_STATES)}")
-        query = request.query_params.get("q", "").strip()
-        q = await backend.queue(name)
-        window = SEARCH_WINDOW if query else PAGE_SIZE
-        jobs = await q.get_jobs(cast(ListState, state), 0, window - 1)
-        if query:
-            needle = query.lower()
-            jobs = [j for j in jobs if needle in j.id.lower() or needle in j.name.lower()]
-        return render(
-            request,
-            "queue.html",
-            queue=name,
-            state=state,
-            states=LIST_STATES,
-            query=query,
-            jobs=jobs[:PAGE_SIZE],
-            matched=len(jobs),
-            window=window,
-            counts=(await q.get_job_counts()).to_dict(),
-            paused=await q.is_paused(),
-        )
-
-    async def job_page(request: Request) -> Response:
-        name, job_id = request.path_params["name"], request.path_params["job_id"]
-        if not await backend.exists(name):
-            return problem(request, 404, f"no queue {name!r}")
-        q = await backend.queue(name)
-        job = await q.get_job(job_id)
-        if job is None:
-            return problem(request, 404, f"queue {name!r}: no job {job_id!r}")
-        return render(
-            request,
-            "job.html",
-            queue=name,
-            job=job,
-            state=await job.get_state(),
-            options=job.options.to_json(),
-            logs=await job.get_logs(),
-        )
-
-    # -- actions -------------------------------------------------------------
-    def job_action(verb: str) -> Endpoint:
-        async def act(request: Request) -> Response:
-            name, job_id = request.path_params["name"], request.path_params["job_id"]
-            if not await backend.exists(name):
-                return problem(request, 404, f"no queue {name!r}")
-            q = await backend.queue(name)
-            try:
-                await getattr(q, verb)(job_id)
-            except JobNotFoundError:
-                return problem(request, 404, f"queue {name!r}: no job {job_id!r}")
-            except InvalidJobStateError as exc:
-                return problem(request, 409, f"cannot {verb} job {job_id!r}: {exc}")
-            target = (
-                request.url_for("queue", name=name)
-                if verb == "remove"
-                else request.url_for("job", name=name, job_id=job_id)
-            )
-            return RedirectResponse(str(target), status_code=303)
-
-        return act
-
-    def queue_action(verb: str) -> Endpoint:
-        async def act(request: Request) -> Response:
-            name = request.path_params["name"]
-            if not await backend.exists(name):
-                return problem(request, 404, f"no queue {name!r}")
-            q = await backend.queue(name)
-            await (q.pause() if verb == "pause" else q.resume())
-            return RedirectResponse(str(request.url_for("queue", name=name)), status_code=303)
-
-        return act
-
-    # -- machine endpoints -----------------------------------------------------
-    async def events(request: Request) -> Response:
-        async def stream() -> AsyncIterator[str]:
-            yield f"retry: {int(EVENT_INTERVAL * 3000)}\n\n"
-            names: list[str] = []
-            tick = 0
-            # Bounded: ends when the client goes; Starlette also cancels the
-            # generator on disconnect while it sleeps.
-            while not await request.is_disconnected():
-                if tick % _REDISCOVER_EVERY == 0:
-                    names = await backend.discover()
-                snap = await backend.snapshot(names)
-                yield f"data: {json.dumps(_snapshot_json(snap))}\n\n"
-                tick += 1
-                await asyncio.sleep(EVENT_INTERVAL)
-
-        return StreamingResponse(
-            stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    async def snapshot_json(request: Request) -> Response:
-        return JSONResponse(_snapshot_json(await backend.snapshot()))
-
-    async def metrics(request: Request) -> Response:
-        registry = CollectorRegistry()
-        names = await backend.discover()
-        collector = QueueCollector([await backend.queue(n) for n in names], registry=registry)
-        await collector.refresh()
-        body, content_type = render_latest(registry)
-        return Response(body, media_type=content_type)
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    async def readyz(request: Request) -> Response:
-        try:
-            client = await backend.client()
-            async with asyncio.timeout(1.0):
-                await client.ping()
-        except Exception as exc:  # a probe reports, it does not raise
-            return JSONResponse({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, 503)
-        return JSONResponse({"ok": True})
-
-    q_path = "/queues/{name}"
-    j_path = q_path + "/jobs/{job_id}"
-    routes = [
-        Route("/", guarded(overview), name="overview"),
-        Route(q_path, guarded(queue_page), name="queue"),
-        Route(j_path, guarded(job_page), name="job"),
-        Route("/events", guarded(events), name="events"),
-        Route("/api/snapshot", guarded(snapshot_json), name="snapshot"),
-        Route("/metrics", guarded(metrics), name="metrics"),
-        Route("/healthz", healthz, name="healthz"),
-        Route("/readyz", readyz, name="readyz"),
+    routes: list[Route | Mount] = [
+        Route("/login", dash.login_form, name="login", methods=["GET"]),
+        Route("/login", dash.login, name="login_post", methods=["POST"]),
+        Route("/logout", dash.logout, name="logout", methods=["POST"]),
+        Mount(
+            "/static",
+            app=StaticFiles(packages=[("jobq.dashboard", "static")]),
+            name="static",
+        ),
+        *_pages.routes(dash),
+        *_actions.routes(dash),
     ]
-    for verb in ("pause", "resume"):
-        routes.append(
-            Route(
-                f"{q_path}/{verb}",
-                guarded(queue_action(verb), action=True),
-                methods=["POST"],
-                name=verb,
-            )
-        )
-    for verb in ("retry", "promote", "remove"):
-        routes.append(
-            Route(
-                f"{j_path}/{verb}",
-                guarded(job_action(verb), action=True),
-                methods=["POST"],
-                name=verb,
-            )
-        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await backend.aclose()
+        try:
+            yield
+        finally:
+            if dash.history is not None:
+                await dash.history.aclose()
+            await backend.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(_SecurityHeaders)
     app.state.jobq_backend = backend
+    app.state.jobq_dashboard = dash
     return app
