@@ -75,6 +75,7 @@ __all__ = [
     "WorkerMetrics",
     "health",
     "instrument",
+    "instrument_producer",
     "readiness",
     "render_latest",
     "snapshot",
@@ -352,6 +353,8 @@ class WorkerMetrics:
 
     * ``jobq_jobs_total{queue,outcome}``: completed, failed (for good),
       retried, dead_lettered (also counted as failed).
+    * ``jobq_jobs_enqueued_total{queue}``: jobs added by this process, with
+      :func:`instrument_producer`.
     * ``jobq_job_duration_seconds{queue}``: time in the processor, every attempt.
     * ``jobq_job_wait_seconds{queue}``: claim time minus due time (creation plus
       delay), first attempts only (a retry's due time includes its backoff,
@@ -391,6 +394,12 @@ class WorkerMetrics:
             "Creation to completion of completed jobs.",
             ["queue"],
             buckets=buckets,
+            registry=registry,
+        )
+        self.enqueued = Counter(
+            "jobq_jobs_enqueued",
+            "Jobs added by this process (instrument_producer), created or not.",
+            ["queue"],
             registry=registry,
         )
         self.slots = Gauge(
@@ -455,6 +464,32 @@ def _failure_outcomes(worker: Worker, job: Job, exc: BaseException) -> list[Outc
     if getattr(router, "target", None) is not None:
         return ["failed", "dead_lettered"]
     return ["failed"]
+
+
+def instrument_producer(queue: Queue, metrics: WorkerMetrics) -> None:
+    """Count the jobs this process adds through ``queue`` in ``jobq_jobs_enqueued_total``.
+
+    Wraps the queue object's ``add`` and ``add_bulk``; an add that raises (a
+    payload refused, Redis unreachable) is not counted. An add answered with an
+    existing job (same ``job_id``, deduplicated) counts too: it was asked for.
+    """
+    add, add_bulk = queue.add, queue.add_bulk
+    counter = metrics.enqueued.labels(queue.name)
+
+    @functools.wraps(add)
+    async def counted_add(*args: Any, **kwargs: Any) -> Any:
+        job = await add(*args, **kwargs)
+        counter.inc()
+        return job
+
+    @functools.wraps(add_bulk)
+    async def counted_add_bulk(*args: Any, **kwargs: Any) -> Any:
+        jobs = await add_bulk(*args, **kwargs)
+        counter.inc(len(jobs))
+        return jobs
+
+    queue.add = counted_add  # type: ignore[method-assign]
+    queue.add_bulk = counted_add_bulk  # type: ignore[method-assign]
 
 
 def instrument(worker: Worker, metrics: WorkerMetrics) -> None:

@@ -12,7 +12,15 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from jobq import Job, JobFailedError, JobOptions, Queue, UnrecoverableError
+from jobq import (
+    Job,
+    JobFailedError,
+    JobOptions,
+    PayloadError,
+    Queue,
+    UnrecoverableError,
+    serialization,
+)
 from jobq.connection import server_time_ms
 from jobq.errors import ConfigurationError
 from jobq.metrics import (
@@ -22,6 +30,7 @@ from jobq.metrics import (
     WorkerMetrics,
     health,
     instrument,
+    instrument_producer,
     readiness,
     render_latest,
 )
@@ -393,3 +402,16 @@ async def test_health_and_readiness(
     ok, details = await readiness([queue])
     assert ok is True
     assert set(details) == {queue.name}
+
+
+async def test_producer_counts_enqueued_jobs_after_a_known_workload(queue: Queue) -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    instrument_producer(queue, metrics)
+    await queue.add("a", {})
+    await queue.add_bulk([("b", {}), ("c", {})])
+    with pytest.raises(PayloadError):
+        await queue.add("too-big", "x" * (serialization.DEFAULT_LIMIT + 1))
+    labels = {"queue": queue.name}
+    assert registry.get_sample_value("jobq_jobs_enqueued_total", labels) == 3.0
+    assert (await queue.get_job_counts()).waiting == 3
