@@ -189,6 +189,9 @@ class Worker:
         self._stop = asyncio.Event()
         self._started = False
         self._maybe_work = True
+        # Bumped by every marker wake-up: a claim reply computed before the wake-up
+        # must not talk the main loop out of claiming again (a lost wake-up).
+        self._wake_seq = 0
         self._wake_at: float | None = None
         self._limited_until = 0.0
         self._grace_cut = asyncio.Event()
@@ -349,6 +352,7 @@ class Worker:
             batch = self._results
             if batch or (want > 0 and self._maybe_work):
                 self._results = []
+                seq = self._wake_seq
                 try:
                     reply = await self._report_and_claim(batch, want)
                 except _NETWORK_ERRORS as exc:
@@ -360,6 +364,8 @@ class Worker:
                     failures = 0
                 if reply is not None:
                     self._on_claim(reply, want)
+                if self._wake_seq != seq:
+                    self._maybe_work = True  # woken while the call was in flight
                 continue
             # Idle: nothing to report and nothing known to claim.
             self._wake.clear()
@@ -468,6 +474,7 @@ class Worker:
                     await self.queue.client.zadd(marker, {"0": 0})
                 continue
             self._marker_gate.clear()
+            self._wake_seq += 1
             self._maybe_work = True
             self._wake.set()
 

@@ -398,3 +398,46 @@ async def test_process_pool_error_in_child_fails_the_job(
     with pytest.raises(JobFailedError, match="bad input 7"):
         await job.wait_until_finished(30)
     assert "ValueError" in (await job.refresh()).errors[0].stacktrace
+
+
+async def test_a_wake_up_during_a_claim_call_is_not_lost(
+    queue: Queue, start_worker: WorkerFactory
+) -> None:
+    """A job that arrives while the worker's claim call is in flight (whose reply
+    says "nothing") still runs at once, not at the next heartbeat (lease / 3)."""
+    ran = asyncio.Event()
+
+    async def work(job: Job) -> None:
+        ran.set()
+
+    worker = await start_worker(work, options=WorkerOptions(lease=60_000))  # heartbeat: 20 s away
+    warm = await queue.add("warm-up", {})
+    await queue.wait_for_job(warm.id, timeout=5)
+    for _ in range(500):  # until the worker is idle, blocked on the marker
+        if worker._marker_gate.is_set() and not worker._wake.is_set() and not worker._running:
+            break
+        await asyncio.sleep(0.01)
+    ran.clear()
+    in_flight, release = asyncio.Event(), asyncio.Event()
+    real = worker._report_and_claim
+
+    async def slow_claim(*args: Any) -> Any:
+        reply = await real(*args)  # computed before the job below exists
+        in_flight.set()
+        await release.wait()
+        return reply
+
+    worker._report_and_claim = slow_claim  # type: ignore[method-assign,assignment]
+    seq = worker._wake_seq
+    worker._maybe_work = True
+    worker._wake.set()
+    await in_flight.wait()
+    await queue.add("arrives-mid-claim", {})
+    for _ in range(500):  # the marker loop took the add's wake-up
+        if worker._wake_seq > seq:
+            break
+        await asyncio.sleep(0.01)
+    assert worker._wake_seq > seq
+    worker._report_and_claim = real  # type: ignore[method-assign]
+    release.set()
+    await asyncio.wait_for(ran.wait(), 5)
