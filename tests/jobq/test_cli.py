@@ -166,6 +166,18 @@ def test_worker_burst_drains_the_queue(redis_url: str, queue_name: str) -> None:
         assert job.return_value == 6
 
 
+def test_worker_takes_a_comma_separated_list_of_queues(redis_url: str, queue_name: str) -> None:
+    other = queue_name + "-b"
+    add_jobs(redis_url, queue_name, 2)
+    add_jobs(redis_url, other, 3)
+    res = invoke(
+        redis_url, "worker", f"{PROCS}:double", "--queues", f"{queue_name},{other}", "--burst"
+    )
+    assert res.exit_code == 0, res.output
+    assert counts(redis_url, queue_name)["completed"] == 2
+    assert counts(redis_url, other)["completed"] == 3
+
+
 def test_worker_bad_processor_path(redis_url: str, queue_name: str) -> None:
     res = invoke(redis_url, "worker", "no_such_module_xyz:f", "--queue", queue_name)
     assert res.exit_code == 2

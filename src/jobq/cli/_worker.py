@@ -82,11 +82,12 @@ async def run_workers(workers: list[Worker], burst: bool, settings: ConnectionSe
 @click.argument("processor", metavar="MODULE:ATTR")
 @click.option(
     "--queue",
+    "--queues",
     "-q",
     "queues",
     multiple=True,
     required=True,
-    help="Queue to work on (repeat for several: one worker each).",
+    help="Queue to work on; repeat it or give a comma-separated list (one worker each).",
 )
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
@@ -115,6 +116,7 @@ def worker(
     SIGTERM/SIGINT close the worker gracefully.
     """
     configure_logging(log_format, log_level)
+    names = [n.strip() for q in queues for n in q.split(",") if n.strip()]
     func = load_processor(processor)
     settings = state(ctx).settings()
     options = WorkerOptions(concurrency=concurrency, processes=processes)
@@ -122,7 +124,7 @@ def worker(
     async def go() -> None:
         workers = [
             Worker(name, func, connection=settings, prefix=settings.prefix, options=options)
-            for name in queues
+            for name in dict.fromkeys(names)
         ]
         await run_workers(workers, burst, settings)
 
