@@ -364,3 +364,18 @@ def test_check_unreachable_is_2() -> None:
     res = CliRunner().invoke(cli, ["--url", "redis://127.0.0.1:1", "check"])
     assert res.exit_code == 2
     assert res.output.startswith("error: cannot reach Redis")
+
+
+def test_jobs_show_redacts_secret_fields(redis_url: str, queue_name: str) -> None:
+    with SyncQueue(queue_name, connection=redis_url) as sq:
+        job = sq.add("signup", {"user": "kim", "password": "hunter2", "pin": "1234"})
+    shown = invoke(redis_url, "jobs", "show", queue_name, job.id, "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["data"] == {
+        "user": "kim",
+        "password": "[redacted]",
+        "pin": "1234",
+    }
+    custom = invoke(redis_url, "--redact", "pin", "jobs", "show", queue_name, job.id, "--json")
+    assert json.loads(custom.output)["data"]["pin"] == "[redacted]"
+    assert "hunter2" in invoke(redis_url, "--redact", "", "jobs", "show", queue_name, job.id).output

@@ -24,6 +24,7 @@ from ._app import (
     parse_json,
     refuse_without_yes,
     run,
+    state,
 )
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
@@ -351,7 +352,7 @@ def dlq_show(ctx: click.Context, entry: str, as_json: bool) -> None:
                 raise JobNotFoundError(f"dead-letter queue {dl.name!r}: no entry {entry!r}")
             row = _entry_row(e)
             row.update(
-                data=e.data,
+                data=state(ctx).redact(e.data),
                 options=e.options,
                 errors=[
                     {

@@ -20,6 +20,7 @@ from jobq.connection import ConnectionSettings
 from jobq.deadletter import DeadLetters
 from jobq.errors import ConnectionSetupError, JobqError
 from jobq.queue import Queue
+from jobq.redaction import DEFAULT_REDACTED_FIELDS, Redactor
 
 T = TypeVar("T")
 
@@ -53,6 +54,7 @@ class AppState:
 
     url: str | None
     prefix: str | None
+    redact: Redactor = dataclasses.field(default_factory=Redactor)
 
     def settings(self) -> ConnectionSettings:
         """The connection settings: ``--url``, else the environment; never an embedded server."""
@@ -187,10 +189,18 @@ def parse_json(text: str, what: str) -> Any:
     help="Redis URL (default: REDIS_URL, or REDIS_HOST/REDIS_PORT/...).",
 )
 @click.option("--prefix", metavar="PREFIX", help="Key prefix (default: JOBQ_PREFIX or 'jobq').")
+@click.option(
+    "--redact",
+    metavar="FIELDS",
+    envvar="JOBQ_REDACT",
+    help="Comma-separated payload fields printed as [redacted] (default: common secret "
+    "names; '' for none; env JOBQ_REDACT).",
+)
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, prefix: str | None) -> None:
+def cli(ctx: click.Context, url: str | None, prefix: str | None, redact: str | None) -> None:
     """Operate jobq queues: run workers, inspect, retry, clean up."""
-    ctx.obj = AppState(url=url, prefix=prefix)
+    fields = DEFAULT_REDACTED_FIELDS if redact is None else redact.split(",")
+    ctx.obj = AppState(url=url, prefix=prefix, redact=Redactor(fields))
 
 
 def main() -> None:

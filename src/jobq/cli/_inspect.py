@@ -15,6 +15,7 @@ from jobq.health import HealthRules, problems
 from jobq.job import Job
 from jobq.metrics import QueueSnapshot, snapshot
 from jobq.queue import ListState, Queue
+from jobq.redaction import Redactor
 
 from ._app import EXIT_REFUSED, AppState, cli, emit_json, iso, open_queue, run, state
 
@@ -172,8 +173,8 @@ def jobs_list(ctx: click.Context, queue: str, state_: str, limit: int, as_json: 
         click.echo(f"{r['id']}\t{r['name']}\tattempts={r['attempts_made']}\t{r['created']}{reason}")
 
 
-async def job_detail(q: Queue, job_id: str) -> dict[str, Any]:
-    """Everything about one job, for ``jobs show``."""
+async def job_detail(q: Queue, job_id: str, redact: Redactor) -> dict[str, Any]:
+    """Everything about one job, for ``jobs show`` (payload fields redacted)."""
     job = await q.get_job(job_id)
     if job is None:
         from jobq.errors import JobNotFoundError
@@ -184,7 +185,7 @@ async def job_detail(q: Queue, job_id: str) -> dict[str, Any]:
         "queue": q.name,
         "name": job.name,
         "state": await job.get_state(),
-        "data": job.data,
+        "data": redact(job.data),
         "options": job.options.to_json(),
         "progress": job.progress,
         "attempts_made": job.attempts_made,
@@ -195,7 +196,7 @@ async def job_detail(q: Queue, job_id: str) -> dict[str, Any]:
             {"attempt": e.attempt, "type": e.type, "reason": e.reason, "stack": e.stacktrace}
             for e in job.errors
         ],
-        "return_value": job.return_value,
+        "return_value": redact(job.return_value),
         "timestamps": {
             "created": iso(job.timestamp),
             "processed": iso(job.processed_on),
@@ -216,7 +217,7 @@ def jobs_show(ctx: click.Context, queue: str, job_id: str, as_json: bool) -> Non
 
     async def go() -> dict[str, Any]:
         async with open_queue(ctx, queue) as q:
-            return await job_detail(q, job_id)
+            return await job_detail(q, job_id, state(ctx).redact)
 
     d = run(ctx, go())
     if as_json:
