@@ -1,0 +1,1 @@
+"""Peer adapters of ``bench.compare``: one script per library, see ``_proto``."""
