@@ -13,6 +13,7 @@
     ├── InvalidJobStateError      the job is not in a state the operation accepts
     ├── LeaseLostError            the worker no longer holds the job (stale fencing token)
     ├── ScriptError               a Lua script answered with a code jobq does not know
+    ├── NotReplicatedError        a durable add reached fewer replicas than asked in time
     ├── JobFailedError            raised by ``Job.wait_until_finished`` for a failed job
     ├── WaitTimeoutError          ``wait_until_finished`` ran out of time
     ├── JobTimeoutError           an attempt ran past the job's ``timeout``
@@ -38,6 +39,7 @@ __all__ = [
     "JobTimeoutError",
     "JobqError",
     "LeaseLostError",
+    "NotReplicatedError",
     "PayloadError",
     "PayloadTooLargeError",
     "RateLimitedError",
@@ -92,6 +94,22 @@ class LeaseLostError(JobqError):
 
 class ScriptError(JobqError):
     """A Lua script returned a code that jobq does not know."""
+
+
+class NotReplicatedError(JobqError):
+    """A durable add (``durable_adds``) was written on the primary, but fewer replicas
+    than asked acknowledged it within ``durable_timeout``.
+
+    The jobs exist (``job_ids``) but a failover now could lose them: add them
+    again with the same ``job_id`` (which adds nothing if they survived), or
+    check them after the failover.
+    """
+
+    def __init__(self, message: str, *, job_ids: list[str], replicas: int, wanted: int) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids
+        self.replicas = replicas
+        self.wanted = wanted
 
 
 class JobFailedError(JobqError):

@@ -391,7 +391,7 @@ async def advance(queue: Queue, scheduler_id: str, tick: int) -> bool:
     async with client.pipeline(transaction=False) as pipe:
         pipe.zscore(queue.keys.schedulers, scheduler_id)
         pipe.hmget(queue.keys.scheduler(scheduler_id), ["spec", "count"])
-        pipe.time()
+        pipe.execute_command("TIME")  # pipe.time() is refused by a cluster pipeline
         score, (raw_spec, raw_count), (sec, usec) = await pipe.execute()
     if score is None or int(score) != tick:
         return False  # advanced already (the usual case for all but one caller)
@@ -423,7 +423,7 @@ async def maintain(queue: Queue, now_ms: int | None = None) -> int:
     keys = queue.keys
     if now_ms is None:
         async with client.pipeline(transaction=False) as pipe:
-            pipe.time()
+            pipe.execute_command("TIME")  # pipe.time() is refused by a cluster pipeline
             pipe.zrange(keys.schedulers, 0, 0, withscores=True)
             (sec, usec), head = await pipe.execute()
         now_ms = int(sec) * 1000 + int(usec) // 1000
@@ -556,7 +556,7 @@ class Scheduler:
                     pipe.zrangebyscore(
                         keys.schedulers, f"({now}", "+inf", start=0, num=1, withscores=True
                     )
-                    pipe.time()
+                    pipe.execute_command("TIME")  # pipe.time() is refused by a cluster pipeline
                     head, (sec, usec) = await pipe.execute()
                 wait_ms = int(self.max_idle * 1000)
                 if head:

@@ -298,7 +298,7 @@ class WorkerStats:
         k = self._queue.keys
         t0 = time.monotonic()
         async with client.pipeline(transaction=False) as pipe:
-            pipe.time()
+            pipe.execute_command("TIME")  # pipe.time() is refused by a cluster pipeline
             pipe.llen(k.wait)
             pipe.zcard(k.prio)
             (sec, usec), n_wait, n_prio = await pipe.execute()
@@ -451,7 +451,7 @@ async def _live_workers(queue: Queue) -> tuple[int, list[tuple[str, float]]]:
     """(server ms, [(worker id, alive until)]) of the workers with a current entry."""
     client: Any = queue.client
     async with client.pipeline(transaction=False) as pipe:
-        pipe.time()
+        pipe.execute_command("TIME")  # pipe.time() is refused by a cluster pipeline
         pipe.zrange(queue.keys.workers, 0, -1, withscores=True)
         (sec, usec), members = await pipe.execute()
     now = int(sec) * 1000 + int(usec) // 1000

@@ -363,7 +363,7 @@ class JobHistoryIndex:
                 for state, zkey in (("completed", k.completed), ("failed", k.failed)):
                     score = cursors.get((name, state))
                     pipe.zcount(zkey, "-inf" if score is None else f"({score}", "+inf")
-            pipe.time()
+            pipe.execute_command("TIME")  # pipe.time() is refused by a cluster pipeline
             replies = await pipe.execute()
         now_s, now_us = replies[-1]
         now = int(now_s) * 1000 + int(now_us) // 1000

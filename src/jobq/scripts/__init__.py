@@ -20,6 +20,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from ..connection import execute_replicated, raise_if_not_replicated
 from ..keys import QueueKeys
 
 __all__ = [
@@ -157,14 +158,33 @@ class QueueScripts:
         self.keys = keys
         self._head: tuple[Any, ...] = (len(keys.script_keys), *keys.script_keys)
         self._prefix = keys.job_prefix
+        #: (replicas, timeout ms) that every add waits for (``durable_adds``), or None.
+        self.durable: tuple[int, int] | None = None
 
     async def _call(self, name: str, *args: Any) -> Any:
         text, sha = script_source(name)
         try:
             return await self.client.execute_command("EVALSHA", sha, *self._head, *args)
         except NoScriptError:
-            await self.client.execute_command("SCRIPT", "LOAD", text)
+            await self.client.script_load(text)  # SCRIPT LOAD (every primary of a cluster)
             return await self.client.execute_command("EVALSHA", sha, *self._head, *args)
+
+    async def _call_replicated(self, name: str, *args: Any) -> tuple[Any, int]:
+        """Like :meth:`_call`, then WAIT for ``self.durable`` replicas on the same connection."""
+        assert self.durable is not None
+        text, sha = script_source(name)
+        command = ("EVALSHA", sha, *self._head, *args)
+        replicas, timeout_ms = self.durable
+        key = self.keys.script_keys[0]
+        try:
+            return await execute_replicated(
+                self.client, command, key=key, replicas=replicas, timeout_ms=timeout_ms
+            )
+        except NoScriptError:
+            await self.client.script_load(text)
+            return await execute_replicated(
+                self.client, command, key=key, replicas=replicas, timeout_ms=timeout_ms
+            )
 
     async def _call_keys(self, name: str, keys: Sequence[str], *args: Any) -> Any:
         """Call a script that takes ``keys`` after the standard ones (KEYS[15], ...)."""
@@ -174,14 +194,14 @@ class QueueScripts:
         try:
             return await self.client.execute_command("EVALSHA", sha, *head, *args)
         except NoScriptError:
-            await self.client.execute_command("SCRIPT", "LOAD", text)
+            await self.client.script_load(text)  # SCRIPT LOAD (every primary of a cluster)
             return await self.client.execute_command("EVALSHA", sha, *head, *args)
 
     async def load_all(self) -> None:
         """Load every script now, so the first real call finds it cached."""
         for name in SCRIPT_NAMES:
             text, _ = script_source(name)
-            await self.client.execute_command("SCRIPT", "LOAD", text)
+            await self.client.script_load(text)  # SCRIPT LOAD (every primary of a cluster)
 
     async def add(
         self,
@@ -203,8 +223,14 @@ class QueueScripts:
             args.extend((self.keys.dedup_prefix, len(specs)))
             for i, (key, ttl, debounce) in specs:
                 args.extend((i, key, ttl, "1" if debounce else "0"))
-        raw = await self._call("add", *args)
-        return [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
+        if self.durable is None:
+            raw = await self._call("add", *args)
+            return [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
+        raw, acked = await self._call_replicated("add", *args)
+        out = [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
+        ids = [job_id for job_id, _ in out]
+        raise_if_not_replicated(acked, self.durable[0], ids, f"queue {self.keys.name!r}")
+        return out
 
     async def add_flow_node(
         self,
