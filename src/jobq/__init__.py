@@ -28,6 +28,7 @@ from .errors import (
     JobStalledError,
     JobTimeoutError,
     LeaseLostError,
+    NotReplicatedError,
     PayloadError,
     PayloadTooLargeError,
     RateLimitedError,
@@ -56,6 +57,7 @@ from .options import (
 from .queue import BulkJob, JobCounts, Queue
 from .redaction import Redactor
 from .scheduler import Scheduler, SchedulerInfo
+from .signing import JobSigner
 from .stats import MinutePoint, WorkerInfo
 from .sync import SyncQueue
 from .worker import ChildJob, Worker
@@ -90,12 +92,14 @@ __all__ = [
     "JobHistoryIndex",
     "JobNotFoundError",
     "JobOptions",
+    "JobSigner",
     "JobStalledError",
     "JobTimeoutError",
     "JobqError",
     "KeepJobs",
     "LeaseLostError",
     "MinutePoint",
+    "NotReplicatedError",
     "PayloadError",
     "PayloadTooLargeError",
     "Queue",

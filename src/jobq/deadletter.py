@@ -56,6 +56,7 @@ from .keys import QueueKeys
 from .options import Duration, JobOptions, to_ms
 from .queue import ConnectionLike, Queue
 from .scripts import QueueScripts
+from .signing import SIGNATURE_INVALID
 
 __all__ = [
     "DEFAULT_DEAD_LETTER_QUEUE",
@@ -714,6 +715,11 @@ class DeadLetters:
             value, limit=target.max_payload_bytes, what=f"data of dead-letter entry {entry.id}"
         )
         opts = json.dumps(entry.options, separators=(",", ":")).encode() if entry.options else b""
+        # Unedited, the job keeps its producer's signature; edited data is signed by
+        # this process (if it has keys), unless the job failed for its signature.
+        refused = (entry.failed_reason or "").startswith(SIGNATURE_INVALID)
+        if edited and target.signer is not None and not refused:
+            opts = target.signer.seal(target.keys.prefix, target.name, entry.name, payload, opts)
         prio = "" if entry.priority is None else str(entry.priority)
         lifo = bool(entry.options.get("lifo", False))
         base = entry.original_id

@@ -94,6 +94,7 @@ class Job:
         "processed_on",
         "progress",
         "queue_name",
+        "refusal",
         "return_value",
         "stalls",
         "timestamp",
@@ -145,6 +146,8 @@ class Job:
         # Fields set by engine features (scheduler id and tick, parent of a flow...).
         self.extra: dict[str, Any] = extra or {}
         self.lease_lost = False
+        # Set by a worker that must not run the job (a missing or bad signature).
+        self.refusal: str | None = None
 
     def __repr__(self) -> str:
         return f"<Job {self.queue_name}/{self.id} {self.name!r} attempts={self.attempts_made}>"

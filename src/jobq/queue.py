@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from . import groups as _groups
 from . import scheduler as _scheduler
+from . import security as _security
 from . import serialization
 from . import stats as _stats
 from . import tracing as _tracing
@@ -27,6 +28,7 @@ from .connection import (
 )
 from .errors import (
     ConfigurationError,
+    ConnectionSetupError,
     JobFailedError,
     JobNotFoundError,
     PayloadError,
@@ -39,6 +41,7 @@ from .keys import QueueKeys
 from .options import Duration, JobOptions, RateLimit, to_ms
 from .scheduler import SchedulerInfo
 from .scripts import QueueScripts
+from .signing import JobSigner
 
 __all__ = ["BulkJob", "JobCounts", "Queue"]
 
@@ -95,6 +98,10 @@ class Queue:
     with nothing configured starts the embedded Valkey server.
 
     Use it as ``async with Queue("reports") as queue: ...``.
+
+    ``signing``: a :class:`~jobq.signing.JobSigner` seals every job this queue
+    adds (workers given the same keys refuse jobs without a good signature);
+    left out, ``JOBQ_SIGNING_KEYS`` configures it; False turns it off.
     """
 
     def __init__(
@@ -107,6 +114,7 @@ class Queue:
         events_max_len: int = 10_000,
         log_max_lines: int = 1_000,
         default_options: JobOptions | None = None,
+        signing: JobSigner | Literal[False] | None = None,
     ) -> None:
         self._connection = connection
         self._prefix_arg = prefix
@@ -120,6 +128,7 @@ class Queue:
         self.events_max_len = events_max_len
         self.log_max_lines = log_max_lines
         self.default_options = default_options or JobOptions()
+        self.signer = JobSigner.from_env() if signing is None else signing or None
         self._client: Redis | None = None
         self._owns_client = False
         self._settings: ConnectionSettings | None = None
@@ -142,8 +151,18 @@ class Queue:
             prefix = self._prefix_arg or "jobq"
         self.keys = QueueKeys(prefix, self.name)
         self._scripts = QueueScripts(self._client, self.keys)
+        if self._settings is not None and self._settings.durable_adds:
+            timeout_ms = max(1, int(self._settings.durable_timeout * 1000))
+            self._scripts.durable = (self._settings.durable_adds, timeout_ms)
         if self._client not in _CHECKED:
-            await check_server(self._client, queue_name_for_messages=self.name)
+            try:
+                await check_server(self._client, queue_name_for_messages=self.name)
+            except ConnectionSetupError as exc:
+                if self._settings is not None:
+                    # Say which URL (and user) was refused; the password stays out.
+                    exc.args = (f"{exc} (URL {self._settings.redacted_url})",)
+                raise
+            await _security.check_permissions(self._client, self.keys)
             _CHECKED.add(self._client)
         return self
 
@@ -195,6 +214,8 @@ class Queue:
         if _tracing.enabled:  # the one check tracing costs when off
             _tracing.inject(stored)
         raw_opts = json.dumps(stored, separators=(",", ":")).encode() if stored else b""
+        if self.signer is not None:
+            raw_opts = self.signer.seal(self.keys.prefix, self.name, name, payload, raw_opts)
         prio = "" if opts.priority is None else str(opts.priority)
         return (opts.job_id or "", name, payload, raw_opts, prio, opts.delay_ms, opts.lifo)
 

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import logs as _logs
 from . import scheduler as _scheduler
+from . import security as _security
 from . import serialization
 from . import tracing as _tracing
 from .deadletter import DeadLetterRouter
@@ -58,6 +59,7 @@ from .job import AttemptError, Job
 from .options import JobOptions, KeepJobs, RateLimit, WorkerOptions
 from .queue import ConnectionLike, Queue
 from .scripts import ClaimedJob, ClaimReply, FinishItem
+from .signing import JobSigner
 from .stats import WorkerStats
 
 __all__ = ["BackoffStrategy", "ChildJob", "FailedJobHandler", "Processor", "Worker"]
@@ -131,6 +133,10 @@ class Worker:
     :class:`~jobq.RateLimitedError` puts it back without spending one.
 
     ``await worker.run()`` works until :meth:`close` or SIGTERM/SIGINT.
+
+    ``signing``: a :class:`~jobq.signing.JobSigner` makes the worker fail every
+    job without a good signature at once, unrun (left out: ``JOBQ_SIGNING_KEYS``;
+    False: signatures are ignored). See docs/security.md.
     """
 
     def __init__(
@@ -147,6 +153,7 @@ class Worker:
         backoff_strategies: Mapping[str, BackoffStrategy] | None = None,
         max_payload_bytes: int | None = serialization.DEFAULT_LIMIT,
         install_signal_handlers: bool = True,
+        signing: JobSigner | Literal[False] | None = None,
     ) -> None:
         opts = options or WorkerOptions()
         overrides: dict[str, Any] = {}
@@ -167,6 +174,7 @@ class Worker:
             prefix=prefix,
             max_payload_bytes=max_payload_bytes,
             events_max_len=opts.events_max_len,
+            signing=signing,
         )
         self.name = name
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -294,6 +302,10 @@ class Worker:
             try:
                 await self.queue.open()
                 if self._bclient is None:
+                    q = self.queue
+                    await _security.check_permissions(
+                        q.client, q.keys, commands=_security.WORKER_COMMANDS
+                    )
                     self._bclient = self.queue.blocking_client(self.options.block_ms / 1000)
                 await self._heartbeat_once()  # registers the worker as alive before it claims
             except (ServerUnreachableError, *_NETWORK_ERRORS) as exc:
@@ -317,7 +329,9 @@ class Worker:
             with contextlib.suppress(*_NETWORK_ERRORS):
                 await self._bclient.connection_pool.disconnect()
             await asyncio.wait({marker}, timeout=0.1)
-        with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
+        # A connection cut during its handshake (slow with TLS) makes redis-py raise
+        # AttributeError; escaping here, it would skip the rest of the shutdown.
+        with contextlib.suppress(asyncio.CancelledError, AttributeError, *_NETWORK_ERRORS):
             await marker
 
     async def close(self, grace: float | None = None) -> None:
@@ -490,6 +504,12 @@ class Worker:
                 # Try again soon: the leases run out while we cannot reach Redis.
                 log.debug("heartbeat of worker %s failed: %s", self.id, exc)
                 wait = min(interval, 1.0)
+            except Exception:
+                # Anything else (a server error reply, MemoryError, a bug in a
+                # maintenance step) must not end the heartbeat: without it every
+                # running job loses its lease and runs twice.
+                log.exception("heartbeat of worker %s failed; trying again", self.id)
+                wait = min(interval, 1.0)
 
     async def _heartbeat_once(self) -> None:
         """Renew the leases of all running jobs in one call."""
@@ -571,8 +591,13 @@ class Worker:
     def _job_from_claim(self, cj: ClaimedJob) -> Job:
         corrupt: str | None = None
         data: Any = None
+        signer = self.queue.signer
+        refusal = None
+        if signer is not None:
+            refusal = signer.verify(self.queue.keys.prefix, self.name, cj.name, cj.data, cj.opts)
         try:
-            data = serialization.decode(cj.data, what=f"job {cj.id} data")
+            if refusal is None:  # data nobody vouches for is not even decoded
+                data = serialization.decode(cj.data, what=f"job {cj.id} data")
         except serialization.SerializationError as exc:
             corrupt = str(exc)
         try:
@@ -604,14 +629,24 @@ class Worker:
             extra=extra,
         )
         job._loop = self._loop
+        if refusal is not None:
+            job.refusal = refusal
+            log.warning(
+                "job %s of queue %r will fail without running: %s",
+                cj.id,
+                self.name,
+                refusal,
+                extra=_logs.job_fields(job, self.id),
+            )
         return job
 
     async def _execute(self, run: _Running) -> None:
         job = run.job
         try:
             try:
-                if job.corrupt_reason is not None:
-                    raise UnrecoverableError(f"corrupt record: {job.corrupt_reason}")
+                why = _unrunnable(job)
+                if why is not None:
+                    raise UnrecoverableError(why)
                 outcome = self._success(job, await self._invoke(job))
             except asyncio.CancelledError as exc:
                 if run.cancelled_by_worker:
@@ -628,8 +663,9 @@ class Worker:
         outcomes: dict[str, tuple[FinishItem, BaseException | None]] = {}
         good: list[Job] = []
         for r in runs:
-            if r.job.corrupt_reason is not None:
-                exc = UnrecoverableError(f"corrupt record: {r.job.corrupt_reason}")
+            why = _unrunnable(r.job)
+            if why is not None:
+                exc = UnrecoverableError(why)
                 outcomes[r.job.id] = self._settle_error(r.job, exc)
             else:
                 good.append(r.job)
@@ -962,6 +998,15 @@ class Worker:
         if old is not None:
             old.shutdown(wait=False, cancel_futures=False)
         self._process_pool = self._new_process_pool()
+
+
+def _unrunnable(job: Job) -> str | None:
+    """Why a claimed job must fail at once without running, or None."""
+    if job.refusal is not None:
+        return job.refusal
+    if job.corrupt_reason is not None:
+        return f"corrupt record: {job.corrupt_reason}"
+    return None
 
 
 def _fields(opts: WorkerOptions) -> dict[str, Any]:

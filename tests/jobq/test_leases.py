@@ -334,3 +334,43 @@ async def test_worker_whose_lease_was_taken_over_cannot_report_or_write_progress
     assert stored.attempts_made == 1
     assert stored.stalls == 1
     assert any(job.id in m and "refused" in m for m in refusals.messages)
+
+
+async def test_heartbeat_outlives_an_error_in_one_of_its_steps(
+    queue: Queue, start_worker: WorkerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat step that raises (here the dead-letter refresh) is logged and the
+    next beat renews the leases: the job is not stalled and runs once."""
+    started, release = asyncio.Event(), asyncio.Event()
+    runs: list[str] = []
+
+    async def slow(j: Job) -> str:
+        runs.append(j.id)
+        started.set()
+        await release.wait()
+        return "done"
+
+    worker = await start_worker(slow, options=WorkerOptions(lease=300))
+    broken = {"left": 3}
+    real_refresh = worker._dead_letters.refresh
+
+    async def refresh() -> None:
+        if broken["left"] > 0:
+            broken["left"] -= 1
+            raise RuntimeError("maintenance step broke")
+        await real_refresh()
+
+    job = await queue.add("slow")
+    await asyncio.wait_for(started.wait(), 10)
+    worker._dead_letters.refresh = refresh  # type: ignore[method-assign]
+    deadline = time.monotonic() + 1.5  # five leases
+    while time.monotonic() < deadline:
+        reply = await claim(queue, "other-worker", count=0)
+        assert reply.stalled_failed == []
+        assert await queue.get_job_state(job.id) == "active"
+        await asyncio.sleep(0.05)
+    assert broken["left"] == 0  # the step did fail, three times
+    release.set()
+    assert await job.wait_until_finished(timeout=10) == "done"
+    assert runs == [job.id]
+    assert "heartbeat of worker" in caplog.text

@@ -1288,3 +1288,22 @@ async def test_obliterate_deletes_every_key_of_the_queue(
     assert await queue_keys(redis_client, keys) == []
     assert await queue_keys(redis_client, other_keys) == other_before
     assert await other.counts() == [1, 0, 0, 0, 0, 0, 0, 0]
+
+
+async def test_add_debounce_takes_the_options_of_a_signed_add_only(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    # A signed add's signature covers its options (jobq.signing), so a debounced
+    # holder must take them with the name and data; an unsigned add leaves them.
+    old = b'{"attempts":2,"sig":"k1:' + b"a" * 64 + b'"}'
+    new = b'{"attempts":3,"sig":"k1:' + b"b" * 64 + b'"}'
+    await scripts.add(EVENTS, [spec("s", opts=old, delay=60_000)], [("sk", 0, True)])
+    await scripts.add(EVENTS, [spec(name="n2", opts=new, delay=500)], [("sk", 0, True)])
+    h = await hash_of(redis_client, keys.job("s"))
+    assert (h["n"], h["o"]) == ("n2", new.decode())
+
+    unsigned = [("uk", 0, True)]
+    await scripts.add(EVENTS, [spec("u", opts=b'{"attempts":2}', delay=60_000)], unsigned)
+    await scripts.add(EVENTS, [spec(name="n3", opts=b'{"attempts":5}', delay=500)], unsigned)
+    h = await hash_of(redis_client, keys.job("u"))
+    assert (h["n"], h["o"]) == ("n3", '{"attempts":2}')

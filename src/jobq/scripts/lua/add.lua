@@ -15,7 +15,8 @@
 -- the dedup key: its id is returned and nothing is written for the add
 -- ('deduplicated' event), except that a debounced add whose holder is still
 -- delayed and never started replaces the holder's name and data and moves it
--- to now + delay ('debounced' event).
+-- to now + delay ('debounced' event); a signed add (options ending in a "sig"
+-- member, see jobq.signing) replaces its options too, which the signature covers.
 --@include common
 local prefix, maxlen, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = server_now()
@@ -46,11 +47,12 @@ local function holder_of(ddkey)
 end
 
 -- An add absorbed by the holder of its key: debounce it or just report it.
-local function absorb(holder, dd, name, data, delay)
+local function absorb(holder, dd, name, data, opts, delay)
   local hk = prefix .. holder
   if dd.debounce and redis.call('ZSCORE', K_DELAYED, holder) and
       tonumber(redis.call('HGET', hk, 'as') or '0') == 0 then
     redis.call('HSET', hk, 'n', name, 'd', data, 'dl', delay)
+    if string.find(opts, '"sig":"', 1, true) then redis.call('HSET', hk, 'o', opts) end
     redis.call('ZADD', K_DELAYED, now + delay, holder)
     emit(maxlen, 'e', 'debounced', 'id', holder, 'name', name, 'dk', dd.key, 'delay', delay)
     return true
@@ -72,7 +74,7 @@ for i = 0, n - 1 do
     if holder then
       id, created = holder, 0
       -- A due time moved earlier must reach an idle worker's timer.
-      if absorb(holder, dd, name, data, delay) then ready = true end
+      if absorb(holder, dd, name, data, opts, delay) then ready = true end
     end
   end
   if created == 1 then
