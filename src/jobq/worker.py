@@ -200,6 +200,8 @@ class Worker:
         # Bumped by every marker wake-up: a claim reply computed before the wake-up
         # must not talk the main loop out of claiming again (a lost wake-up).
         self._wake_seq = 0
+        # Set when a claim call failed on the network: its jobs may be ours.
+        self._claims_in_doubt = False
         self._wake_at: float | None = None
         self._limited_until = 0.0
         self._grace_cut = asyncio.Event()
@@ -371,6 +373,9 @@ class Worker:
                     reply = await self._report_and_claim(batch, want)
                 except _NETWORK_ERRORS as exc:
                     self._results = batch + self._results
+                    if want > 0:
+                        # The server may have run the claim and lost only the reply.
+                        self._claims_in_doubt = True
                     failures = await self._network_pause(failures, exc)
                     continue
                 if failures:
@@ -380,6 +385,8 @@ class Worker:
                     self._on_claim(reply, want)
                 if self._wake_seq != seq:
                     self._maybe_work = True  # woken while the call was in flight
+                if self._claims_in_doubt:
+                    await self._release_stranded()
                 continue
             # Idle: nothing to report and nothing known to claim.
             self._wake.clear()
@@ -433,8 +440,9 @@ class Worker:
         for (item, job, exc), code in zip(batch, codes, strict=True):
             if code != 1:
                 log.warning(
-                    "job %s of queue %r: outcome %r refused, the lease was lost "
-                    "(another worker owns the job now)",
+                    "job %s of queue %r: outcome %r refused, its lease token is stale "
+                    "(the lease was lost, or a call retried after a network failure "
+                    "had recorded it already)",
                     item.id,
                     self.name,
                     item.kind,
@@ -979,6 +987,54 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), delay)
         return failures + 1
+
+    async def _release_stranded(self) -> None:
+        """Hand back the jobs a claim gave this worker while the reply was lost.
+
+        A claim sent just before a network failure can run on the server after
+        the worker gave up on it; nobody would run those jobs until their lease
+        ran out (and they would count as stalled). Each claimed job records its
+        claimant, so the worker looks for active jobs that name it but that it
+        is not running, and hands them back to the front of the queue, fenced by
+        their current token (a job another worker has taken meanwhile is left).
+        """
+        c: Any = self.queue.client
+        k = self.queue.keys
+        try:
+            active = [x.decode() for x in await c.zrange(k.active, 0, -1)]
+            candidates = [i for i in active if i not in self._running]
+            if candidates:
+                async with c.pipeline(transaction=False) as pipe:
+                    for job_id in candidates:
+                        pipe.hmget(k.job(job_id), "wk", "tk")
+                    rows = await pipe.execute()
+                mine = [
+                    FinishItem(job_id, tk.decode(), "h")
+                    for job_id, (wk, tk) in zip(candidates, rows, strict=True)
+                    if wk is not None and tk is not None and wk.decode() == self.id
+                ]
+                if mine:
+                    o = self.options
+                    codes, _ = await self.queue.scripts.finish(
+                        mine,
+                        claim_count=0,
+                        lease_ms=o.lease_ms,
+                        max_stalled=o.max_stalled,
+                        limiter_max=self._limiter_max,
+                        limiter_ms=self._limiter_ms,
+                        worker_id=self.id,
+                        events_max_len=o.events_max_len,
+                        metrics_minutes=o.metrics_minutes,
+                    )
+                    log.info(
+                        "worker %s handed back %d job(s) claimed while the network failed",
+                        self.id,
+                        sum(1 for code in codes if code == 1),
+                    )
+                    self._maybe_work = True
+        except _NETWORK_ERRORS:
+            return  # still in doubt: try again after the next successful call
+        self._claims_in_doubt = False
 
     def _recovered(self) -> None:
         if self._outage_since is not None:

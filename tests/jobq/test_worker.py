@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+import redis.exceptions
 from redis.asyncio import Redis
 
 from jobq import (
@@ -441,3 +442,39 @@ async def test_a_wake_up_during_a_claim_call_is_not_lost(
     worker._report_and_claim = real  # type: ignore[method-assign]
     release.set()
     await asyncio.wait_for(ran.wait(), 5)
+
+
+async def test_jobs_claimed_while_the_reply_was_lost_are_handed_back_at_once(
+    queue: Queue, start_worker: WorkerFactory
+) -> None:
+    """The server runs a claim but the reply is lost (the network fails after the
+    call reached Redis): the worker finds the job that names it and hands it back,
+    instead of leaving it to a 60 s lease and a stall."""
+    ran = asyncio.Event()
+    runs: list[str] = []
+
+    async def work(job: Job) -> None:
+        runs.append(job.id)
+        ran.set()
+
+    worker = await start_worker(work, options=WorkerOptions(lease=60_000))
+    real = worker._report_and_claim
+    lost: list[str] = []
+
+    async def lossy(*args: Any) -> Any:
+        reply = await real(*args)
+        if reply is not None and reply.jobs and not lost:
+            lost.extend(cj.id for cj in reply.jobs)
+            raise redis.exceptions.ConnectionError("reply lost on the way back")
+        return reply
+
+    worker._report_and_claim = lossy  # type: ignore[method-assign,assignment]
+    job = await queue.add("x", {})
+    await asyncio.wait_for(ran.wait(), 10)
+    assert lost == [job.id]  # the first claim did take it, and its reply was dropped
+    assert runs == [job.id]
+    assert await queue.wait_for_job(job.id, timeout=5) is None
+    stored = await queue.get_job(job.id)
+    assert stored is not None
+    assert stored.stalls == 0
+    assert stored.attempts_made == 1

@@ -5,6 +5,8 @@
 -- where each job is { id, token, name, data, opts, priority, attempts_made,
 -- attempts_started, created, delay, progress, errors, stalls, extra }.
 -- next_wake_ms: ms until the next delayed job is due or lease runs out, -1 none.
+-- A claimed job's hash records its claimant in `wk`, so a worker whose reply
+-- was lost in a network failure can find and hand back what it was given.
 local JOB_FIELDS = {'n', 'd', 'o', 'p', 'a', 'as', 't', 'dl', 'pg', 'er', 's', 'x'}
 
 local function promote_due(prefix, now, maxlen)
@@ -129,7 +131,7 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
       redis.call('ZADD', K_ACTIVE, deadline, id)
       local token = redis.call('HINCRBY', jobkey, 'tk', 1)
       local started = redis.call('HINCRBY', jobkey, 'as', 1)
-      redis.call('HSET', jobkey, 'pt', now)
+      redis.call('HSET', jobkey, 'pt', now, 'wk', worker)
       f[6] = started
       out[#out + 1] = {id, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
       emit(maxlen, 'e', 'active', 'id', id, 'w', worker)
