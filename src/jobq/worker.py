@@ -792,7 +792,13 @@ class Worker:
     def _failure(self, job: Job, exc: BaseException) -> tuple[FinishItem, BaseException | None]:
         attempt = job.attempts_made + 1
         reason = str(exc) or type(exc).__name__
-        stack = "".join(traceback.format_exception(exc))[-_MAX_STACK:]
+        try:
+            stack = "".join(traceback.format_exception(exc))[-_MAX_STACK:]
+        except MemoryError:
+            # The failed attempt may still hold what exhausted memory (its frames
+            # live on in the traceback): let them go and record the failure plainly.
+            traceback.clear_frames(exc.__traceback__)
+            stack = f"{type(exc).__name__} (stack trace not kept: out of memory)"
         err = AttemptError(attempt, reason, type(exc).__name__, stack, int(time.time() * 1000))
         job.errors.append(err)
         errors = json.dumps([e.to_json() for e in job.errors[-_MAX_KEPT_ERRORS:]]).encode()

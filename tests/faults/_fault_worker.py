@@ -88,9 +88,11 @@ async def _child_main(args: argparse.Namespace) -> None:
                 while True:  # MemoryError once RLIMIT_AS is reached
                     hoard.append(bytearray(32 * 1024 * 1024))
             except MemoryError:
-                # Let go before raising: the traceback keeps this frame (and the
-                # hoard) alive, and the worker would meet MemoryError everywhere.
-                hoard.clear()
+                # "eat" lets go before raising; "keep" does not: the traceback then
+                # keeps this frame (and the hoard) alive while the worker records
+                # the failure, which must cope with having no memory left.
+                if data.get("eat") != "keep":
+                    hoard.clear()
                 raise
         if data.get("block") and job.stalls == 0:
             # Blocks the event loop: the fault under test.

@@ -290,3 +290,39 @@ async def test_03b_job_that_exhausts_memory_fails_and_workers_live_on(
     assert report.wrong_state == {}, report.describe()
     assert len(report.completed) == report.jobs - 1
     assert report.unexplained == {}, report.describe()
+
+
+async def test_03c_memory_hog_that_keeps_its_allocation_is_still_failed_once(
+    private_server: ServerFactory,
+    spawn_worker: WorkerSpawner,
+    execution_log: ExecutionLog,
+    fault_queue: str,
+) -> None:
+    """The hog's frames (and its memory) live on in the traceback while the worker
+    records the failure: formatting the stack trace itself may run out of memory.
+    The failure is still recorded once (frames cleared, a plain stack line) and the
+    heartbeat, which may meet MemoryError too, keeps the other leases."""
+    started = time.monotonic()
+    report, poison_id, reason, runs, killed = await _poison_run(
+        private_server(),
+        spawn_worker,
+        execution_log,
+        fault_queue,
+        {"eat": "keep"},
+        {"rlimit_as_mb": 256},
+    )
+    add_row(
+        "3c memory hog keeping its memory",
+        jobs=report.jobs,
+        workers=2,
+        faults=f"1 job out of memory, {len(killed)} worker deaths",
+        started=started,
+        report=report,
+    )
+    assert "MemoryError" in reason, reason
+    assert runs == 1, (runs, killed)
+    assert killed == {}, (runs, killed)
+    assert report.dead_lettered == {poison_id}, report.describe()
+    assert report.lost == [], report.describe()
+    assert len(report.completed) == report.jobs - 1
+    assert report.unexplained == {}, report.describe()
