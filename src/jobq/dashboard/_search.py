@@ -75,6 +75,24 @@ class History:
             await index.close()
 
 
+#: How long a search waits for the index to take in the jobs finished since its
+#: last pass (an incremental pass is milliseconds unless a burst just finished).
+FRESHEN_SECONDS = 2.0
+
+
+def _consume(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("history index: refresh before a search failed: %s", task.exception())
+
+
+async def _freshen(index: JobHistoryIndex) -> None:
+    """Bring the index up to date before searching, waiting at most FRESHEN_SECONDS;
+    a longer pass goes on in the background and the search uses what is there."""
+    task = asyncio.ensure_future(index.refresh())
+    task.add_done_callback(_consume)
+    await asyncio.wait({task}, timeout=FRESHEN_SECONDS)
+
+
 def _when(raw: str, field: str) -> datetime | None:
     """An ``<input type=datetime-local>`` value (or an ISO date), read as UTC."""
     raw = raw.strip()
@@ -120,6 +138,8 @@ async def run_search(dash: Dash, request: Request) -> Response:
     if dash.history is None:
         return dash.problem(request, 404, "search is turned off for this dashboard")
     index = await dash.history.ensure()
+    if searched:
+        await _freshen(index)
     result = await index.search(query) if searched else None
     stats = await index.stats()
     next_url = ""
