@@ -426,17 +426,7 @@ class Worker:
                 worker_id=self.id,
                 events_max_len=o.events_max_len,
             )
-        codes, reply = await scripts.finish(
-            [b[0] for b in batch],
-            claim_count=want,
-            lease_ms=o.lease_ms,
-            max_stalled=o.max_stalled,
-            limiter_max=self._limiter_max,
-            limiter_ms=self._limiter_ms,
-            worker_id=self.id,
-            events_max_len=o.events_max_len,
-            metrics_minutes=o.metrics_minutes,
-        )
+        codes, reply = await self._finish([b[0] for b in batch], want)
         for (item, job, exc), code in zip(batch, codes, strict=True):
             if code != 1:
                 log.warning(
@@ -455,6 +445,23 @@ class Worker:
                 if item.kind in ("c", "f") and "parent" in job.extra:
                     self._deliver_to_parents()
         return reply
+
+    async def _finish(
+        self, items: list[FinishItem], want: int
+    ) -> tuple[list[int], ClaimReply | None]:
+        """Report outcomes (and claim up to ``want`` more) in one script call."""
+        o = self.options
+        return await self.queue.scripts.finish(
+            items,
+            claim_count=want,
+            lease_ms=o.lease_ms,
+            max_stalled=o.max_stalled,
+            limiter_max=self._limiter_max,
+            limiter_ms=self._limiter_ms,
+            worker_id=self.id,
+            events_max_len=o.events_max_len,
+            metrics_minutes=o.metrics_minutes,
+        )
 
     def _on_claim(self, reply: ClaimReply, want: int) -> None:
         assert self._loop is not None
@@ -1020,18 +1027,7 @@ class Worker:
                     if wk is not None and tk is not None and wk.decode() == self.id
                 ]
                 if mine:
-                    o = self.options
-                    codes, _ = await self.queue.scripts.finish(
-                        mine,
-                        claim_count=0,
-                        lease_ms=o.lease_ms,
-                        max_stalled=o.max_stalled,
-                        limiter_max=self._limiter_max,
-                        limiter_ms=self._limiter_ms,
-                        worker_id=self.id,
-                        events_max_len=o.events_max_len,
-                        metrics_minutes=o.metrics_minutes,
-                    )
+                    codes, _ = await self._finish(mine, 0)
                     log.info(
                         "worker %s handed back %d job(s) claimed while the network failed",
                         self.id,
