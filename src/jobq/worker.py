@@ -287,9 +287,7 @@ class Worker:
             try:
                 await self._drain_running()
             finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
-                    await heartbeat
+                await self._stop_heartbeat(heartbeat)
                 for sig in installed:
                     self._loop.remove_signal_handler(sig)
                 await self._dead_letters.settle()
@@ -507,10 +505,22 @@ class Worker:
             self._maybe_work = True
             self._wake.set()
 
+    async def _stop_heartbeat(self, heartbeat: asyncio.Task[None]) -> None:
+        # The flag ends the loop even if a cancel is swallowed inside redis-py (as
+        # _stop_marker explains); the loop itself survives any other error.
+        self._heartbeat_stopping = True
+        while not heartbeat.done():
+            heartbeat.cancel()
+            await asyncio.wait({heartbeat}, timeout=0.5)
+        if not heartbeat.cancelled() and heartbeat.exception() is not None:
+            log.debug("heartbeat of worker %s ended: %r", self.id, heartbeat.exception())
+
+    _heartbeat_stopping = False
+
     async def _heartbeat_loop(self) -> None:
         interval = self.options.lease_ms / 3000
         wait = interval
-        while True:
+        while not self._heartbeat_stopping:
             await asyncio.sleep(wait)
             try:
                 await self._heartbeat_once()
