@@ -8,6 +8,8 @@ import signal
 import time
 from typing import Any
 
+import pytest
+
 from jobq import DeadLetters, JobOptions, Queue
 from jobq.server import RedisServerProcess
 from tests.faults._checker import ExecutionLog, Producer, add_row, analyse, scaled
@@ -256,11 +258,25 @@ async def test_03a_poison_pill_that_kills_its_worker_is_dead_lettered(
     assert report.unexplained == {}, report.describe()
 
 
+@pytest.mark.parametrize(
+    ("eat", "row"),
+    [
+        # The hog lets go of its memory before raising.
+        (True, "3b memory hog (RLIMIT_AS 256 MiB)"),
+        # The hog's frames (and its memory) live on in the traceback while the worker
+        # records the failure: formatting the stack may itself run out of memory, and
+        # the heartbeat may meet MemoryError too; the failure is still recorded once.
+        ("keep", "3c memory hog keeping its memory"),
+    ],
+    ids=["03b-lets-go", "03c-keeps-it"],
+)
 async def test_03b_job_that_exhausts_memory_fails_and_workers_live_on(
     private_server: ServerFactory,
     spawn_worker: WorkerSpawner,
     execution_log: ExecutionLog,
     fault_queue: str,
+    eat: object,
+    row: str,
 ) -> None:
     started = time.monotonic()
     # RLIMIT_AS in the child: the allocation fails there, never on the machine.
@@ -269,11 +285,11 @@ async def test_03b_job_that_exhausts_memory_fails_and_workers_live_on(
         spawn_worker,
         execution_log,
         fault_queue,
-        {"eat": True},
+        {"eat": eat},
         {"rlimit_as_mb": 256},
     )
     add_row(
-        "3b memory hog (RLIMIT_AS 256 MiB)",
+        row,
         jobs=report.jobs,
         workers=2,
         faults=f"1 job out of memory, {len(killed)} worker deaths",
@@ -288,41 +304,5 @@ async def test_03b_job_that_exhausts_memory_fails_and_workers_live_on(
     assert report.dead_lettered == {poison_id}, report.describe()
     assert report.lost == [], report.describe()
     assert report.wrong_state == {}, report.describe()
-    assert len(report.completed) == report.jobs - 1
-    assert report.unexplained == {}, report.describe()
-
-
-async def test_03c_memory_hog_that_keeps_its_allocation_is_still_failed_once(
-    private_server: ServerFactory,
-    spawn_worker: WorkerSpawner,
-    execution_log: ExecutionLog,
-    fault_queue: str,
-) -> None:
-    """The hog's frames (and its memory) live on in the traceback while the worker
-    records the failure: formatting the stack trace itself may run out of memory.
-    The failure is still recorded once (frames cleared, a plain stack line) and the
-    heartbeat, which may meet MemoryError too, keeps the other leases."""
-    started = time.monotonic()
-    report, poison_id, reason, runs, killed = await _poison_run(
-        private_server(),
-        spawn_worker,
-        execution_log,
-        fault_queue,
-        {"eat": "keep"},
-        {"rlimit_as_mb": 256},
-    )
-    add_row(
-        "3c memory hog keeping its memory",
-        jobs=report.jobs,
-        workers=2,
-        faults=f"1 job out of memory, {len(killed)} worker deaths",
-        started=started,
-        report=report,
-    )
-    assert "MemoryError" in reason, reason
-    assert runs == 1, (runs, killed)
-    assert killed == {}, (runs, killed)
-    assert report.dead_lettered == {poison_id}, report.describe()
-    assert report.lost == [], report.describe()
     assert len(report.completed) == report.jobs - 1
     assert report.unexplained == {}, report.describe()

@@ -154,19 +154,24 @@ def promote(ctx: click.Context, queue: str, job_id: str) -> None:
     click.echo(f"promoted job {job_id} of queue {queue!r}")
 
 
+def _pause_or_resume(ctx: click.Context, queue: str, verb: str) -> bool:
+    """Pause or resume QUEUE, audited; True when that changed its state."""
+
+    async def go() -> bool:
+        async with open_queue(ctx, queue) as q:
+            changed = await (q.pause() if verb == "pause" else q.resume())
+            await record(q, verb)
+            return changed
+
+    return run(ctx, go())
+
+
 @cli.command()
 @click.argument("queue")
 @click.pass_context
 def pause(ctx: click.Context, queue: str) -> None:
     """Stop workers claiming jobs of QUEUE (running jobs go on)."""
-
-    async def go() -> bool:
-        async with open_queue(ctx, queue) as q:
-            changed = await q.pause()
-            await record(q, "pause")
-            return changed
-
-    changed = run(ctx, go())
+    changed = _pause_or_resume(ctx, queue, "pause")
     click.echo(f"queue {queue!r} paused" if changed else f"queue {queue!r} was already paused")
 
 
@@ -175,14 +180,7 @@ def pause(ctx: click.Context, queue: str) -> None:
 @click.pass_context
 def resume(ctx: click.Context, queue: str) -> None:
     """Let workers claim jobs of QUEUE again."""
-
-    async def go() -> bool:
-        async with open_queue(ctx, queue) as q:
-            changed = await q.resume()
-            await record(q, "resume")
-            return changed
-
-    changed = run(ctx, go())
+    changed = _pause_or_resume(ctx, queue, "resume")
     click.echo(f"queue {queue!r} resumed" if changed else f"queue {queue!r} was not paused")
 
 

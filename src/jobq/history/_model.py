@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from jobq.errors import ConfigurationError
+from jobq.redaction import REDACTED
 
 __all__ = [
     "FINISHED_STATES",
@@ -25,7 +26,6 @@ __all__ = [
 FINISHED_STATES: Final = ("completed", "failed")
 LIVE_STATES: Final = ("waiting", "prioritized", "paused", "delayed", "active", "waiting-children")
 MAX_LIMIT: Final = 500
-REDACTED: Final = "[redacted]"
 # The envelope's tagged scalars (jobq.serialization): index the value, not the tag.
 _TAGS: Final = frozenset({"$decimal", "$datetime", "$date", "$uuid"})
 
