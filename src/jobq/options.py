@@ -482,6 +482,12 @@ class WorkerOptions:
         or an exception instance for a job that failed (retried as usual).
         ``concurrency`` then counts batches running at once.
     batch_wait: how long (ms) to wait for a batch to fill before running it.
+    prefetch: claimed jobs held beyond ``concurrency``, ready to start the moment
+        a slot frees (no round trip to the server between two jobs). Held jobs
+        are leased and renewed like running ones and handed back at shutdown.
+        None (the default): a quarter of ``concurrency`` (at least 1), and only
+        while jobs take 1-50 ms on average (longer ones: a held job would wait
+        behind them while another worker could run it); 0: none.
     """
 
     concurrency: int = 1
@@ -496,10 +502,13 @@ class WorkerOptions:
     metrics_minutes: int = 1440
     batch_size: int = 0
     batch_wait: Duration = 0
+    prefetch: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or self.concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency!r}")
+        if self.prefetch is not None and (isinstance(self.prefetch, bool) or self.prefetch < 0):
+            raise ConfigurationError(f"prefetch must be None or >= 0, got {self.prefetch!r}")
         object.__setattr__(self, "lease", to_ms(self.lease, "lease", minimum=100))
         object.__setattr__(self, "shutdown_grace", to_ms(self.shutdown_grace, "shutdown_grace"))
         object.__setattr__(

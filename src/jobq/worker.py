@@ -15,12 +15,14 @@ only accepted with the fencing token its claim received.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
 import inspect
 import json
 import logging
+import math
 import multiprocessing
 import os
 import random
@@ -73,6 +75,11 @@ BackoffStrategy = Callable[[int, BaseException, Job], int | float | timedelta]
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _MAX_STACK = 8_000
 _MAX_KEPT_ERRORS = 25
+#: Prefetch only while the average processor call takes this long (s): shorter
+#: jobs run out faster than a round trip anyway (two calls in flight feed them),
+#: and behind longer ones a held job could wait while another worker is idle.
+_PREFETCH_FROM_S = 0.001
+_PREFETCH_UNTIL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +115,21 @@ def _run_batch_in_child(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class _CallResult:
+    """How a report-and-claim call ended: ``error`` is the network error, or None."""
+
+    error: BaseException | None
+
+
 @dataclass(slots=True)
 class _Running:
     job: Job
     task: asyncio.Task[None] | None = None
     abandoned: bool = False
     cancelled_by_worker: bool = False
+    #: time.monotonic() when the processor was handed the job; inf while it waits
+    #: in the prefetch buffer.
     started: float = field(default_factory=time.monotonic)
 
 
@@ -202,6 +218,19 @@ class Worker:
         self._wake_seq = 0
         # Set when a claim call failed on the network: its jobs may be ours.
         self._claims_in_doubt = False
+        # Claim slots asked for by calls in flight, and claim calls launched so far.
+        self._reserved = 0
+        self._reporting: set[str] = set()  # ids whose outcome a call in flight reports
+        self._options_cache: dict[tuple[bytes | None, int | None, int], JobOptions] = {}
+        # Jobs running (one task each) and claimed jobs waiting for a slot (prefetch).
+        self._executing = 0
+        self._ready: collections.deque[_Running] = collections.deque()
+        self._avg_run: float | None = None  # moving average of processor run time (s)
+        if opts.prefetch is not None:
+            self._prefetch_max = opts.prefetch
+        else:
+            self._prefetch_max = 0 if opts.batch_size else max(1, opts.concurrency // 4)
+        self._claim_launches = 0
         self._wake_at: float | None = None
         self._limited_until = 0.0
         self._grace_cut = asyncio.Event()
@@ -237,7 +266,7 @@ class Worker:
     @property
     def running(self) -> int:
         """Jobs running now."""
-        return len(self._running)
+        return len(self._running) if self.options.batch_size else self._executing
 
     @property
     def closing(self) -> bool:
@@ -355,59 +384,115 @@ class Worker:
     _grace_override: float | None = None
 
     # -- main loop -----------------------------------------------------------
+    # Up to two report-and-claim calls are in flight at once, each claiming at
+    # most half the slots: while the server runs one call, the worker runs the
+    # jobs the other brought (the two processes overlap instead of taking turns).
+    _MAX_CALLS = 2
+
     async def _main_loop(self) -> None:
         assert self._loop is not None
         failures = 0
-        while not self._closing:
-            free = self._capacity - len(self._running)
-            now = self._loop.time()
-            limited = now < self._limited_until
-            want = free if free > 0 and not limited else 0
-            batch = self._results
-            if batch or (want > 0 and self._maybe_work):
-                self._results = []
-                seq = self._wake_seq
-                try:
-                    reply = await self._report_and_claim(batch, want)
-                except _NETWORK_ERRORS as exc:
-                    self._results = batch + self._results
-                    if want > 0:
-                        # The server may have run the claim and lost only the reply.
-                        self._claims_in_doubt = True
-                    failures = await self._network_pause(failures, exc)
+        calls: set[asyncio.Task[_CallResult]] = set()
+        lane = max(1, -(-self._capacity // self._MAX_CALLS))
+        try:
+            while not self._closing:
+                done = [t for t in calls if t.done()]
+                for task in done:
+                    calls.discard(task)
+                    outcome = task.result()
+                    if outcome.error is not None:
+                        failures = await self._network_pause(failures, outcome.error)
+                        continue
+                    if failures:
+                        self._recovered()
+                        failures = 0
+                    if self._claims_in_doubt and not calls:
+                        await self._release_stranded()
+                if done:
                     continue
-                if failures:
-                    self._recovered()
-                    failures = 0
-                if reply is not None:
-                    self._on_claim(reply, want)
-                if self._wake_seq != seq:
-                    self._maybe_work = True  # woken while the call was in flight
-                if self._claims_in_doubt:
-                    await self._release_stranded()
-                continue
-            # Idle: nothing to report and nothing known to claim.
-            self._wake.clear()
-            timeout: float | None = None
-            if limited:
-                timeout = self._limited_until - now
-            elif self._wake_at is not None:
-                timeout = max(0.0, self._wake_at - now)
-            if self._batch_due is not None:
-                due = max(0.0, self._batch_due - now)
-                timeout = due if timeout is None else min(timeout, due)
-            if want > 0 or free > 0:
-                self._marker_gate.set()
-            else:
-                self._marker_gate.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                if self._batch_due is not None and self._loop.time() >= self._batch_due:
-                    self._dispatch_batches(force=True)
+                free = self._capacity + self._prefetch() - len(self._running) - self._reserved
+                now = self._loop.time()
+                limited = now < self._limited_until
+                want = min(free, lane) if free > 0 and not limited else 0
+                batch = self._results
+                if len(calls) < self._MAX_CALLS and (batch or (want > 0 and self._maybe_work)):
+                    self._results = []
+                    calls.add(self._launch(batch, want))
+                    continue
+                # Idle: nothing to report and nothing known to claim (or calls in flight).
+                self._wake.clear()
+                timeout: float | None = None
+                if limited:
+                    timeout = self._limited_until - now
+                elif self._wake_at is not None:
+                    timeout = max(0.0, self._wake_at - now)
+                if self._batch_due is not None:
+                    due = max(0.0, self._batch_due - now)
+                    timeout = due if timeout is None else min(timeout, due)
+                if free > 0 and not calls:
+                    self._marker_gate.set()
                 else:
-                    self._wake_at = None
-                    self._maybe_work = True
+                    self._marker_gate.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    if self._batch_due is not None and self._loop.time() >= self._batch_due:
+                        self._dispatch_batches(force=True)
+                    else:
+                        self._wake_at = None
+                        self._maybe_work = True
+        finally:
+            # Calls in flight still bring outcomes and jobs: take them in (the
+            # shutdown runs or hands back what they claimed).
+            for task in calls:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(task)
+
+    def _launch(
+        self, batch: list[tuple[FinishItem, Job, BaseException | None]], want: int
+    ) -> asyncio.Task[_CallResult]:
+        """Start one report-and-claim call; the main loop is woken when it ends."""
+        self._reserved += want
+        self._claim_launches += want > 0
+        self._reporting.update(item.id for item, _, _ in batch)
+        if want > 0 and not batch:
+            self._maybe_work = False  # until a reply (or a wake-up) says there may be more
+        task = asyncio.create_task(
+            self._call(batch, want, self._wake_seq, self._claim_launches), name="jobq-call"
+        )
+        task.add_done_callback(lambda _: self._wake.set())
+        return task
+
+    async def _call(
+        self,
+        batch: list[tuple[FinishItem, Job, BaseException | None]],
+        want: int,
+        seq: int,
+        launch: int,
+    ) -> _CallResult:
+        try:
+            reply = await self._report_and_claim(batch, want)
+        except _NETWORK_ERRORS as exc:
+            self._reporting.difference_update(item.id for item, _, _ in batch)
+            self._reserved -= want
+            self._results = batch + self._results
+            if want > 0:
+                # The server may have run the claim and lost only the reply.
+                self._claims_in_doubt = True
+                self._maybe_work = True
+            return _CallResult(exc)
+        self._reporting.difference_update(item.id for item, _, _ in batch)
+        self._reserved -= want
+        if reply is not None:
+            self._on_claim(reply, want)
+            if want > 0:
+                if len(reply.jobs) >= want or self._wake_seq != seq:
+                    self._maybe_work = True  # a full claim, or woken while it ran
+                elif launch == self._claim_launches:
+                    self._maybe_work = False  # the newest claim found the queue empty
+        elif self._wake_seq != seq:
+            self._maybe_work = True
+        return _CallResult(None)
 
     async def _report_and_claim(
         self, batch: list[tuple[FinishItem, Job, BaseException | None]], want: int
@@ -473,7 +558,6 @@ class Worker:
                 self._background_task(_scheduler.on_tick_claimed(self.queue, cj.extra))
         if self.options.batch_size:
             self._dispatch_batches(force=False)
-        self._maybe_work = want > 0 and len(reply.jobs) >= want
         for job_id in reply.stalled_failed:
             self._spawn_stalled_handler(job_id)
 
@@ -495,7 +579,7 @@ class Worker:
             failures = 0
             if popped is None:
                 continue
-            if len(self._running) >= self._capacity:
+            if len(self._running) >= self._capacity + self._prefetch():
                 # Full since we blocked: pass the wake-up on to another worker.
                 with contextlib.suppress(*_NETWORK_ERRORS):
                     await self.queue.client.zadd(marker, {"0": 0})
@@ -590,12 +674,45 @@ class Worker:
     # -- running jobs --------------------------------------------------------
     def _start(self, cj: ClaimedJob) -> None:
         job = self._job_from_claim(cj)
-        run = _Running(job)
-        self._running[job.id] = run
         if self.options.batch_size:
+            run = _Running(job)
+            self._running[job.id] = run
             self._batch_buf.append(run)  # leased and renewed while it waits for its batch
+        elif self._executing < self._capacity:
+            run = _Running(job)
+            self._running[job.id] = run
+            self._execute_soon(run)
         else:
-            run.task = asyncio.create_task(self._execute(run), name=f"jobq-job-{job.id}")
+            run = _Running(job, started=math.inf)
+            self._running[job.id] = run
+            self._ready.append(run)  # leased and renewed while it waits for a slot
+
+    def _execute_soon(self, run: _Running) -> None:
+        self._executing += 1
+        run.task = asyncio.create_task(self._execute(run), name=f"jobq-job-{run.job.id}")
+
+    def _prefetch(self) -> int:
+        """How many claimed jobs to hold beyond the slots, ready to start the moment a
+        slot frees (no round trip between two jobs). Only while jobs are short: a job
+        held behind long ones would wait while another worker might be idle."""
+        avg = self._avg_run
+        if avg is None or not _PREFETCH_FROM_S <= avg <= _PREFETCH_UNTIL_S:
+            return 0
+        return self._prefetch_max
+
+    def _slot_freed(self, run: _Running) -> None:
+        """A processor call ended: note its duration, start a prefetched job if any."""
+        self._executing -= 1
+        took = time.monotonic() - run.started
+        avg = self._avg_run
+        self._avg_run = took if avg is None else avg + (took - avg) * 0.1
+        ready = self._ready
+        while ready and not self._closing:
+            nxt = ready.popleft()
+            if nxt.job.id in self._running and not nxt.abandoned:
+                nxt.started = time.monotonic()
+                self._execute_soon(nxt)
+                return
 
     def _dispatch_batches(self, *, force: bool) -> None:
         """Start full batches; with ``force`` (the wait is over) a partial one too."""
@@ -613,6 +730,18 @@ class Worker:
         elif self._batch_due is None:
             self._batch_due = self._loop.time() + self.options.batch_wait_ms / 1000
 
+    def _decode_options(self, raw: bytes | None, priority: int | None, delay: int) -> JobOptions:
+        """Decoded options, from a small cache: jobs of one kind share their options
+        (JobOptions is immutable, so one instance serves them all)."""
+        key = (raw, priority, delay)
+        opts = self._options_cache.get(key)
+        if opts is None:
+            opts = Job.decode_options(raw, priority, delay)
+            if len(self._options_cache) >= 256:
+                self._options_cache.clear()
+            self._options_cache[key] = opts
+        return opts
+
     def _job_from_claim(self, cj: ClaimedJob) -> Job:
         corrupt: str | None = None
         data: Any = None
@@ -626,7 +755,7 @@ class Worker:
         except serialization.SerializationError as exc:
             corrupt = str(exc)
         try:
-            opts = Job.decode_options(cj.opts, cj.priority, cj.delay)
+            opts = self._decode_options(cj.opts, cj.priority, cj.delay)
             errors = Job.decode_errors(cj.errors)
             extra = Job.decode_extra(cj.extra)
         except (ValueError, TypeError, KeyError) as exc:
@@ -681,6 +810,7 @@ class Worker:
                 outcome = self._settle_error(job, exc)
         finally:
             self._running.pop(job.id, None)
+            self._slot_freed(run)
         self._deliver_outcome(run, outcome)
 
     async def _execute_batch(self, runs: list[_Running]) -> None:
@@ -729,7 +859,9 @@ class Worker:
             self._wake.set()
 
     def _success(self, job: Job, result: Any) -> tuple[FinishItem, BaseException | None]:
-        if isinstance(result, bytes) and self.options.processes:
+        if result is None:
+            encoded = b"null"  # the common case, without the encoder's checks
+        elif isinstance(result, bytes) and self.options.processes:
             encoded = result  # already encoded in the child
         else:
             try:
@@ -1025,7 +1157,10 @@ class Worker:
         k = self.queue.keys
         try:
             active = [x.decode() for x in await c.zrange(k.active, 0, -1)]
-            candidates = [i for i in active if i not in self._running]
+            # Ours and known: running, held, or finished with the outcome not yet
+            # reported (waiting, or in a call in flight).
+            known = self._running.keys() | self._reporting | {r[0].id for r in self._results}
+            candidates = [i for i in active if i not in known]
             if candidates:
                 async with c.pipeline(transaction=False) as pipe:
                     for job_id in candidates:

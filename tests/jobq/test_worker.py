@@ -478,3 +478,62 @@ async def test_jobs_claimed_while_the_reply_was_lost_are_handed_back_at_once(
     assert stored is not None
     assert stored.stalls == 0
     assert stored.attempts_made == 1
+
+
+@pytest.mark.parametrize("prefetch", [0, 4])
+async def test_prefetch_holds_claimed_jobs_beyond_the_slots_only_when_asked(
+    queue: Queue, start_worker: WorkerFactory, prefetch: int
+) -> None:
+    """Short jobs (1-50 ms) let a worker hold up to ``prefetch`` claimed jobs ready to
+    start; with 0 the queue never shows more active jobs than the worker's slots."""
+    peak_active = 0
+
+    async def process(job: Job) -> None:
+        nonlocal peak_active
+        peak_active = max(peak_active, (await queue.get_job_counts()).active)
+        await asyncio.sleep(0.005)
+
+    await start_worker(process, options=WorkerOptions(concurrency=2, prefetch=prefetch))
+    jobs = await queue.add_bulk([("short", {"i": i}) for i in range(60)])
+    for j in jobs:
+        await j.wait_until_finished(20)
+    if prefetch == 0:
+        assert peak_active <= 2
+    else:
+        assert 2 < peak_active <= 2 + prefetch
+
+
+async def test_prefetched_jobs_are_handed_back_at_shutdown_and_none_is_lost(
+    queue: Queue, start_worker: WorkerFactory
+) -> None:
+    seen: list[int] = []
+    many_in = asyncio.Event()
+
+    async def process(job: Job) -> None:
+        seen.append(job.data["i"])
+        if len(seen) >= 30:
+            many_in.set()
+        await asyncio.sleep(0.005)
+
+    worker = await start_worker(process, options=WorkerOptions(concurrency=2, prefetch=6))
+    await queue.add_bulk([("short", {"i": i}) for i in range(200)])
+    await asyncio.wait_for(many_in.wait(), 20)
+    await worker.close(grace=5)
+    counts = await queue.get_job_counts()
+    assert counts.active == 0  # held jobs went back to the queue, none kept a lease
+    first_pass = len(set(seen))
+    assert counts.waiting == 200 - counts.completed
+    assert counts.completed <= first_pass
+    await start_worker(process, options=WorkerOptions(concurrency=2, prefetch=6))
+    for _ in range(2000):
+        if (await queue.get_job_counts()).completed == 200:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(set(seen)) == list(range(200))
+
+
+def test_prefetch_must_not_be_negative() -> None:
+    from jobq.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="prefetch"):
+        WorkerOptions(prefetch=-1)
