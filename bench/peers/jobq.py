@@ -6,7 +6,8 @@ Results: jobs are removed on completion (``remove_on_complete=True``), the
 equivalent of the peers' "no result storage"; the ``completed`` event stream
 and per-minute metrics that jobq always keeps are part of what is measured.
 Bulk API: ``Queue.add_bulk`` (one atomic round trip per batch). Unix sockets:
-yes.
+yes. Event loop: ``jobq.eventloop`` (asyncio with precise timers), the one
+``jobq worker`` runs on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from typing import Any
 
 from bench.peers import _proto
-from jobq import Job, JobOptions, Queue, Worker
+from jobq import Job, JobOptions, Queue, Worker, eventloop
 
 _NAME = "noop"
 
@@ -98,9 +99,9 @@ _ROLES = {
 }
 
 
-async def main(args: argparse.Namespace) -> None:
-    """Play ``args.role``."""
-    await _ROLES[args.role](args)
+def main(args: argparse.Namespace) -> None:
+    """Play ``args.role`` on jobq's event loop (``jobq.eventloop``, as ``jobq worker`` runs)."""
+    eventloop.run(_ROLES[args.role](args))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from . import (
     Queue,
     QueueEvents,
     Worker,
+    eventloop,
 )
 
 QUEUE = "demo-reports"
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.exit(asyncio.run(main_async(args.jobs, args.concurrency)))
+    sys.exit(eventloop.run(main_async(args.jobs, args.concurrency)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from jobq import JobqError
+from jobq import JobqError, eventloop
 from jobq.cli import log_options
 
 from .config import load_settings
@@ -30,7 +30,7 @@ T = TypeVar("T")
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine, turning jobq's errors into one clear line and exit code 2."""
     try:
-        return asyncio.run(coro_fn())
+        return eventloop.run(coro_fn())
     except JobqError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -3,7 +3,6 @@ running a coroutine, turning user mistakes into one ``error:`` line."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import sys
@@ -16,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import redis.exceptions
 
+from jobq import eventloop
 from jobq.connection import ConnectionSettings
 from jobq.deadletter import DeadLetters
 from jobq.errors import ConnectionSetupError, JobqError
@@ -96,7 +96,7 @@ def state(ctx: click.Context) -> AppState:
 def run(ctx: click.Context, coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; an unreachable Redis becomes ``error: cannot reach Redis ...`` (exit 2)."""
     try:
-        return asyncio.run(coro)
+        return eventloop.run(coro)
     except JobqError as exc:
         if isinstance(exc, ConnectionSetupError):
             fail(f"cannot reach Redis at {_where(ctx)}: {exc}")
