@@ -164,12 +164,32 @@ def encode(value: object, *, limit: int | None = DEFAULT_LIMIT, what: str = "dat
         if (
             text.count('{"$') != state.tags  # a user dict needs escaping
             or (text.count("[") + text.count("{") > MAX_DEPTH and _json_deeper_than(raw))
-            or not _decodes_back_to(text, value)  # non-str keys, tuples
+            or not (_flat_exact(value) or _decodes_back_to(text, value))  # non-str keys, tuples
         ):
             raw = _encode_slow(value, what)
     if limit is not None and len(raw) > limit:
         _raise_too_large(len(raw), limit, what)
     return raw
+
+
+_FLAT_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
+def _flat_exact(value: object) -> bool:
+    """Whether ``value`` is a dict of ``str`` keys and plain scalar values.
+
+    Such a value (the usual job payload) comes back from its JSON exactly once
+    the encoder has taken it (NaN, infinities and lone surrogates raise there),
+    so the verifying decode can be skipped. Exact types only: a subclass may
+    encode to something else.
+    """
+    if type(value) is not dict or len(value) > 32:
+        return False
+    scalars = _FLAT_SCALARS
+    for k, v in value.items():  # noqa: SIM110 - a loop is faster than all() over a generator
+        if type(k) is not str or type(v) not in scalars:
+            return False
+    return True
 
 
 def _decodes_back_to(text: str, value: object) -> bool:

@@ -18,6 +18,8 @@ from jobq.errors import PayloadError, PayloadTooLargeError, SerializationError
 from jobq.serialization import (
     DEFAULT_LIMIT,
     MAX_DEPTH,
+    _encode_slow,
+    _flat_exact,
     _json_deeper_than,
     decode,
     encode,
@@ -524,3 +526,39 @@ def test_threads_do_not_interfere() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"i": 1, "t": 0.25, "pad": "x" * 64, "ok": True, "none": None},
+        {"$only": 1},  # escaped, as ever
+        {"big": 10**30, "neg": -0.0, "text": 'quote " and {"$x": 1}'},
+        {"nan": float("nan")},
+        {"inf": float("-inf")},
+        {"surrogate": "\ud800"},
+        {1: "int key"},
+        {"tuple": (1, 2)},
+        {"nested": {"a": [1, 2]}},
+    ],
+)
+def test_flat_dicts_skip_the_verifying_decode_with_the_same_outcome(value: Any) -> None:
+    """A flat dict of plain scalars skips the decode check: same bytes, or the same refusal."""
+    try:
+        expected = _encode_slow(value, "data")
+    except SerializationError:
+        with pytest.raises(SerializationError):
+            encode(value)
+        return
+    assert encode(value) == expected
+    assert decode(encode(value)) == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in value.items()
+    }
+
+
+def test_flat_exact_takes_only_plain_scalars() -> None:
+    assert _flat_exact({"i": 1, "f": 0.5, "s": "x", "b": False, "n": None})
+    assert not _flat_exact({"l": [1]})
+    assert not _flat_exact({1: "x"})
+    assert not _flat_exact([1, 2])
+    assert not _flat_exact({"e": Decimal("1.0")})
