@@ -51,7 +51,7 @@ from .errors import (
     SerializationError,
     raise_for_code,
 )
-from .job import AttemptError, Job
+from .job import AttemptError, Job, join_data, stored_options
 from .keys import QueueKeys
 from .options import Duration, JobOptions, to_ms
 from .queue import ConnectionLike, Queue
@@ -180,7 +180,7 @@ class DeadLetter:
     @classmethod
     def from_hash(cls, entry_id: str, h: Mapping[bytes, bytes]) -> DeadLetter:
         """Build the view from the entry's Redis hash."""
-        body = serialization.decode(h.get(b"d", b"null"), what=f"dead-letter entry {entry_id}")
+        body = serialization.decode(join_data(h), what=f"dead-letter entry {entry_id}")
         if not isinstance(body, dict):
             body = {}
         ts = body.get("timestamps") or {}
@@ -239,20 +239,21 @@ def _entry_body(origin: QueueKeys, job_id: str, h: Mapping[bytes, bytes], failed
         "id": job_id,
         "name": _text(h.get(b"n")),
     }
-    raw_data = h.get(b"d", b"null")
+    raw_data = join_data(h)
     try:
         body["data"] = serialization.decode(raw_data, what=f"job {job_id} data")
     except SerializationError:
         body["data"] = None
         body["rawData"] = _text(raw_data)
     options: Any = {}
-    if h.get(b"o"):
+    raw_options = stored_options(h)
+    if raw_options:
         try:
-            options = json.loads(h[b"o"])
+            options = json.loads(raw_options)
         except ValueError:
             options = None
         if not isinstance(options, dict):
-            body["rawOptions"] = _text(h[b"o"])
+            body["rawOptions"] = _text(raw_options)
             options = {}
     body["options"] = options
     body["priority"] = _int(h.get(b"p"))

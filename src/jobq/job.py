@@ -66,6 +66,41 @@ def _i(value: bytes | None) -> int | None:
     return None if value is None else int(value)
 
 
+#: The fields after ``d`` that may hold further pieces of a job's data: the
+#: scripts split data of up to 16 x 64 bytes so that a small job's hash keeps
+#: the server's compact listpack encoding (``includes/common.lua``, DATA_PIECE).
+DATA_PIECE_FIELDS: tuple[bytes, ...] = tuple(b"d%d" % i for i in range(1, 16))
+
+
+def stored_options(h: Mapping[bytes, bytes]) -> bytes | None:
+    """A job's options JSON as added, from its hash (HGETALL), or None.
+
+    Options that only set ``remove_on_complete`` are stored in the short field
+    ``kc`` (``count,age``) instead of ``o`` (see ``scripts/lua/includes/common.lua``).
+    """
+    o = h.get(b"o")
+    if o is not None:
+        return o
+    kc = h.get(b"kc")
+    return None if kc is None else b'{"keep_completed":[' + kc + b"]}"
+
+
+def join_data(h: Mapping[bytes, bytes], default: bytes = b"null") -> bytes:
+    """A job's stored data from its hash (HGETALL), its pieces joined."""
+    d = h.get(b"d")
+    if d is None:
+        return default
+    if b"d1" not in h:
+        return d
+    parts = [d]
+    for field in DATA_PIECE_FIELDS:
+        piece = h.get(field)
+        if piece is None:
+            break
+        parts.append(piece)
+    return b"".join(parts)
+
+
 class Job:
     """A job: its id, name, data, options and what has happened to it.
 
@@ -203,11 +238,11 @@ class Job:
         corrupt: str | None = None
         data: Any = None
         try:
-            data = serialization.decode(h.get(b"d", b"null"), what=f"job {job_id} data")
+            data = serialization.decode(join_data(h), what=f"job {job_id} data")
         except SerializationError as exc:
             corrupt = str(exc)
         try:
-            opts = cls.decode_options(h.get(b"o"), _i(h.get(b"p")), _i(h.get(b"dl")) or 0)
+            opts = cls.decode_options(stored_options(h), _i(h.get(b"p")), _i(h.get(b"dl")) or 0)
             errors = cls.decode_errors(h.get(b"er"))
             extra = cls.decode_extra(h.get(b"x"))
         except (ValueError, TypeError, KeyError) as exc:

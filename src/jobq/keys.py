@@ -2,8 +2,12 @@
 
 Every key of a queue starts with the hash tag ``{prefix:queue}``, so a whole
 queue lives in one Redis Cluster slot and every Lua script can touch all of
-its keys. Job hashes are ``{prefix:queue}:j:<id>``; scripts derive them from
-the job-key prefix they receive, which carries the same hash tag.
+its keys. Scripts receive the base ``{prefix:queue}`` as their one standard
+key, ``KEYS[1]`` (nothing is stored under that name; it only routes the call to
+the queue's slot), and build the names below from it in
+``scripts/lua/includes/common.lua``: the two must agree. Job hashes are
+``{prefix:queue}:j:<id>``; scripts derive them from the job-key prefix they
+receive, which carries the same hash tag.
 """
 
 from __future__ import annotations
@@ -93,7 +97,6 @@ class QueueKeys:
         self.group_config = base + ":gconf"  # HASH group ('*' default) -> "conc,max,ms"
         self.schedulers = base + ":schedulers"  # ZSET scheduler id -> next tick (server ms)
         self.scheduler_changes = base + ":sch-changes"  # STREAM, capped: upserts and removals
-        # Lua derives these two from the base of KEYS[1] (includes/common.lua).
         self.outbox = base + ":outbox"  # LIST: finished children to report to parents
         self.waiting_children = base + ":waiting-children"  # ZSET: parents waiting
         # Deduplication: dedup_prefix + key -> STRING holding the job id (PX ttl if
@@ -104,23 +107,9 @@ class QueueKeys:
         # Dead-letter entries of this queue (when it serves as one): entry id ->
         # original failure time; the dead_letter_* scripts derive it from the base.
         self.dead_letters = base + ":dead-letters"
-        # Every script receives the same KEYS, in this order (see scripts/lua/*).
-        self.script_keys: tuple[str, ...] = (
-            self.wait,
-            self.prio,
-            self.delayed,
-            self.active,
-            self.completed,
-            self.failed,
-            self.meta,
-            self.events,
-            self.marker,
-            self.limiter,
-            self.id,
-            self.metrics_completed,
-            self.metrics_failed,
-            self.workers,
-        )
+        # Every script receives the base as KEYS[1] and derives the queue's keys from
+        # it (scripts/lua/includes/common.lua); the scheduler scripts take more after it.
+        self.script_keys: tuple[str, ...] = (base,)
 
     def group(self, group: str) -> str:
         """The list of one group's waiting jobs (LPUSH in, RPOP out)."""

@@ -133,6 +133,7 @@ class Queue:
         self._owns_client = False
         self._settings: ConnectionSettings | None = None
         self._scripts: QueueScripts | None = None
+        self._last_options: tuple[JobOptions, bytes, str, str, int, bool] | None = None
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> Queue:
@@ -150,7 +151,11 @@ class Queue:
             self._client = target
             prefix = self._prefix_arg or "jobq"
         self.keys = QueueKeys(prefix, self.name)
-        self._scripts = QueueScripts(self._client, self.keys)
+        # A queue that made its own client keeps one of its connections for script
+        # calls (the add hot path): see QueueScripts.
+        self._scripts = QueueScripts(
+            self._client, self.keys, dedicated_connection=self._owns_client
+        )
         if self._settings is not None and self._settings.durable_adds:
             timeout_ms = max(1, int(self._settings.durable_timeout * 1000))
             self._scripts.durable = (self._settings.durable_adds, timeout_ms)
@@ -168,7 +173,9 @@ class Queue:
 
     async def close(self) -> None:
         """Close the connection if this queue opened it."""
-        client, self._client, self._scripts = self._client, None, None
+        client, self._client, scripts, self._scripts = self._client, None, self._scripts, None
+        if scripts is not None:
+            await scripts.close()
         if client is not None and self._owns_client:
             await client.aclose()
 
@@ -210,14 +217,35 @@ class Queue:
             raise ConfigurationError(f"job name must be a non-empty string, got {name!r}")
         opts = options if options is not None else self.default_options
         payload = serialization.encode(data, limit=self.max_payload_bytes, what="data")
-        stored = opts.to_json()
         if _tracing.enabled:  # the one check tracing costs when off
+            stored = opts.to_json()
             _tracing.inject(stored)
-        raw_opts = json.dumps(stored, separators=(",", ":")).encode() if stored else b""
+            raw_opts = json.dumps(stored, separators=(",", ":")).encode() if stored else b""
+            prio = "" if opts.priority is None else str(opts.priority)
+            fixed = (opts, raw_opts, opts.job_id or "", prio, opts.delay_ms, opts.lifo)
+        else:
+            fixed = self._encoded_options(opts)
+        _, raw_opts, job_id, prio, delay, lifo = fixed
         if self.signer is not None:
             raw_opts = self.signer.seal(self.keys.prefix, self.name, name, payload, raw_opts)
+        return (job_id, name, payload, raw_opts, prio, delay, lifo)
+
+    def _encoded_options(self, opts: JobOptions) -> tuple[JobOptions, bytes, str, str, int, bool]:
+        """(opts, options JSON, job id, priority, delay ms, lifo), kept for the last ``opts``.
+
+        A producer usually passes the same options object to add after add; it
+        is frozen, so its stored form is computed once for as long as it is
+        passed again.
+        """
+        last = self._last_options
+        if last is not None and last[0] is opts:
+            return last
+        stored = opts.to_json()
+        raw_opts = json.dumps(stored, separators=(",", ":")).encode() if stored else b""
         prio = "" if opts.priority is None else str(opts.priority)
-        return (opts.job_id or "", name, payload, raw_opts, prio, opts.delay_ms, opts.lifo)
+        last = (opts, raw_opts, opts.job_id or "", prio, opts.delay_ms, opts.lifo)
+        self._last_options = last
+        return last
 
     def _dedup_spec(self, options: JobOptions | None) -> tuple[str, int, bool] | None:
         dd = (options if options is not None else self.default_options).dedup
@@ -264,29 +292,35 @@ class Queue:
     async def _add_bulk(
         self, jobs: Iterable[BulkJob | tuple[str, Any] | tuple[str, Any, JobOptions | None]]
     ) -> list[Job]:
-        items: list[BulkJob] = []
+        items: list[tuple[str, Any, JobOptions | None]] = []
         for j in jobs:
-            items.append(j if isinstance(j, BulkJob) else BulkJob(*j))
+            if type(j) is tuple and len(j) == 3:
+                items.append(j)
+            else:
+                b = j if isinstance(j, BulkJob) else BulkJob(*j)
+                items.append((b.name, b.data, b.options))
         prepared = []
-        for i, item in enumerate(items):
+        prepare = self._prepare
+        for i, (name, data, options) in enumerate(items):
             try:
-                prepared.append(self._prepare(item.name, item.data, item.options))
+                prepared.append(prepare(name, data, options))
             except (ConfigurationError, PayloadError) as exc:
-                raise type(exc)(f"add_bulk item {i} ({item.name!r}): {exc}") from exc
+                raise type(exc)(f"add_bulk item {i} ({name!r}): {exc}") from exc
         if not prepared:
             return []
-        dedup = [self._dedup_spec(item.options) for item in items]
+        dedup = [self._dedup_spec(options) for _, _, options in items]
         result = await self.scripts.add(self.events_max_len, prepared, dedup)
         now = int(time.time() * 1000)
         # Items that added nothing (existing id, deduplicated) get the stored job.
         found = {j.id: j for j in await self._jobs_by_ids([i for i, c in result if not c])}
         out = []
-        for item, (job_id, created) in zip(items, result, strict=True):
+        default = self.default_options
+        for (name, data, options), (job_id, created) in zip(items, result, strict=True):
             if not created and job_id in found:
                 out.append(found[job_id])
                 continue
-            opts = item.options if item.options is not None else self.default_options
-            out.append(Job(self, job_id, item.name, item.data, opts, timestamp=now))
+            opts = options if options is not None else default
+            out.append(Job(self, job_id, name, data, opts, timestamp=now))
         return out
 
     # -- deduplication -----------------------------------------------------

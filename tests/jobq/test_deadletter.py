@@ -31,6 +31,7 @@ from jobq import (
     WorkerOptions,
 )
 from jobq.deadletter import _add_entry
+from jobq.job import join_data
 from jobq.keys import QueueKeys
 from jobq.scripts import FinishItem, QueueScripts
 from tests.conftest import QueueFactory, WorkerFactory
@@ -624,3 +625,35 @@ async def test_dead_letter_scripts_directly(redis_client: Redis, queue_name: str
     assert await o.dead_letter_release("9", 4999, "dlq", events_max_len=100) == 0
     assert await o.dead_letter_release("9", 5000, "dlq", events_max_len=100) == 1
     assert await redis_client.exists(src.job("9"), src.failed) == 0
+
+
+async def test_an_updated_entry_keeps_only_its_new_data(
+    redis_client: Redis, queue_name: str
+) -> None:
+    # The first entry's data is long enough to be stored in pieces; the newer
+    # failure's shorter data must not be read back with the old pieces glued on.
+    dlq = QueueKeys("jobq", f"{queue_name}-dead")
+    s = QueueScripts(redis_client, dlq)
+    long_data = b'{"v":"' + b"x" * 150 + b'"}'
+
+    async def add(data: bytes, failed_at: int) -> int:
+        return await s.dead_letter_add(
+            "src:7",
+            "n",
+            data,
+            b"",
+            ("jobq", "src", "7"),
+            failed_at,
+            "E",
+            same_job=True,
+            events_max_len=100,
+        )
+
+    assert await add(long_data, 1000) == 1
+    h = await redis_client.hgetall(dlq.job("src:7"))
+    assert b"d1" in h  # stored in pieces
+    assert join_data(h) == long_data
+    assert await add(b'{"v":2}', 2000) == 2
+    h = await redis_client.hgetall(dlq.job("src:7"))
+    assert join_data(h) == b'{"v":2}'
+    assert not [f for f in h if f.startswith(b"d") and f[1:].isdigit()]

@@ -151,10 +151,10 @@ def test_every_include_opens_with_a_header() -> None:
     includes = {p.stem: _header(p) for p in LUA_FILES if p.parent != LUA_DIR}
     assert set(includes) == {"claim", "common", "recover", "schedule"}
     common = "\n".join(includes.pop("common"))
-    # common.lua documents the KEYS every script receives, in order.
-    for i, key in enumerate(["wait", "prio", "delayed", "active", "completed", "failed"], 1):
-        assert re.search(rf"--\s+{i} {key}\b", common), key
-    assert "KEYS" in common
+    # common.lua documents the one key every script receives and the keys it derives.
+    assert "KEYS[1]" in common
+    for key in ["wait", "prio", "delayed", "active", "completed", "failed", "meta", "events"]:
+        assert re.search(rf"--\s+base:{key}\b", common), key
     for name, header in includes.items():
         text = "\n".join(header)
         assert "Needs:" in text, f"includes/{name}.lua does not say what it needs"

@@ -20,6 +20,7 @@ import pytest
 import redis.exceptions
 from redis.asyncio import Redis
 
+from jobq.job import join_data, stored_options
 from jobq.keys import QueueKeys
 from jobq.options import MAX_PRIORITY
 from jobq.scripts import SCRIPT_NAMES, ClaimReply, FinishItem, QueueScripts, script_source
@@ -189,8 +190,8 @@ def test_script_source_expands_includes_and_hashes_the_result() -> None:
         text, sha = script_source(name)
         assert "--@include" not in text, name
         assert sha == hashlib.sha1(text.encode()).hexdigest()
-        # Every script starts from the shared key table of common.lua.
-        assert "local K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE = KEYS[1]" in text, name
+        # Every script derives its keys from the queue's base (common.lua).
+        assert "local K_BASE = KEYS[1]\n" in text, name
     claim_text, _ = script_source("claim")
     assert "local function recover_expired(" in claim_text
     assert "local function claim(" in claim_text
@@ -885,6 +886,105 @@ async def test_finish_then_claim_in_the_same_call(
 
 
 # --- extend ----------------------------------------------------------------------------
+
+
+async def test_finish_checks_each_token_of_a_batch(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    await _running(scripts, "a", "b", "c")
+    items = [
+        FinishItem("a", "1", "c", b"1", keep_count=0),
+        FinishItem("b", "2", "c", b"1"),  # stale token
+        FinishItem("a", "1", "c", b"1"),  # the same attempt twice in one call
+        FinishItem("gone", "1", "c", b"1"),  # never claimed
+        FinishItem("c", "1", "c", b"1"),
+    ]
+    codes, _ = await finish(scripts, items)
+    assert codes == [1, -2, -2, -2, 1]
+    assert await zids(redis_client, keys.active) == ["b"]
+    assert await zids(redis_client, keys.completed) == ["c"]
+    assert await exists(redis_client, keys.job("a")) == 0
+    h = await hash_of(redis_client, keys.job("c"))
+    assert (h["a"], h["rv"], h["tk"]) == ("1", "1", "1")
+    assert [e["id"] for e in await events(redis_client, keys) if e["e"] == "completed"] == [
+        "a",
+        "c",
+    ]
+    assert list((await hash_of(redis_client, keys.metrics_completed)).values()) == ["2"]
+
+
+async def test_finish_keep_count_trims_once_per_batch(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    ids = ["a", "b", "c", "d"]
+    await _running(scripts, *ids)
+    items = [FinishItem(i, "1", "c", b"1", keep_count=2) for i in ids]
+    assert (await finish(scripts, items))[0] == [1] * 4
+    # Finished in the same millisecond: the set keeps the last two by (time, id).
+    assert await zids(redis_client, keys.completed) == ["c", "d"]
+    assert await exists(redis_client, *(keys.job(i) for i in ids)) == 2
+
+
+async def test_small_job_data_is_kept_in_listpack_sized_pieces(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    data = b'{"pad":"' + bytes(range(97, 123)) * 7 + b'"}'  # 192 bytes
+    job_id = await add1(scripts, "p", data=data, opts=b'{"keep_completed":[0,-1]}')
+    h = await redis_client.hgetall(keys.job(job_id))
+    assert [k for k in h if k.startswith(b"d")] == [b"d", b"d1", b"d2"]
+    assert all(len(h[k]) <= 64 for k in h)
+    assert join_data(h) == data
+    assert await redis_client.object("encoding", keys.job(job_id)) == b"listpack"
+    [job] = (await claim(scripts)).jobs
+    assert job.data == data
+    # A piece of exactly 64 bytes then one more: the claim reads the rest too.
+    long = b"[" + b"1," * 100 + b"1]"
+    await add1(scripts, "q", data=long)
+    assert (await claim(scripts)).jobs[0].data == long
+
+
+async def test_remove_on_complete_alone_is_kept_in_a_short_field(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    keep = b'{"keep_completed":[0,-1]}'
+    other = b'{"keep_completed":[5,-1],"keep_failed":[0,-1]}'
+    await add1(scripts, "k", opts=keep)
+    await add1(scripts, "o", opts=other)
+    hk = await redis_client.hgetall(keys.job("k"))
+    assert (hk.get(b"o"), hk[b"kc"]) == (None, b"0,-1")
+    assert stored_options(hk) == keep
+    ho = await redis_client.hgetall(keys.job("o"))
+    assert (ho[b"o"], ho.get(b"kc")) == (other, None)
+    assert stored_options(ho) == other
+    # The worker gets the options byte for byte as they were added.
+    assert {j.id: j.opts for j in (await claim(scripts, 2)).jobs} == {"k": keep, "o": other}
+
+
+async def test_long_data_or_a_long_field_keeps_the_data_whole(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    big = b'"' + b"x" * 1100 + b'"'
+    await add1(scripts, "big", data=big)
+    await add1(scripts, "named", name="n" * 65, data=b'"' + b"y" * 100 + b'"')
+    for job_id in ("big", "named"):
+        h = await redis_client.hgetall(keys.job(job_id))
+        assert [k for k in h if k.startswith(b"d")] == [b"d"]
+    assert {j.id: j.data for j in (await claim(scripts, 2)).jobs}["big"] == big
+
+
+async def test_debounce_replaces_every_piece_of_the_data(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    first = b'"' + b"a" * 200 + b'"'
+    second = b'"' + b"b" * 70 + b'"'
+    dd = [("k", 0, True)]
+    [(job_id, created)] = await scripts.add(EVENTS, [spec(data=first, delay=60_000)], dd)
+    assert created
+    [(holder, created)] = await scripts.add(EVENTS, [spec(data=second, delay=60_000)], dd)
+    assert (holder, created) == (job_id, False)
+    h = await redis_client.hgetall(keys.job(job_id))
+    assert [k for k in h if k.startswith(b"d") and k != b"dk" and k != b"dl"] == [b"d", b"d1"]
+    assert join_data(h) == second
 
 
 async def test_extend_renews_only_matching_tokens(

@@ -29,8 +29,9 @@ __all__ = ["FIELDS", "FIELDS_B", "HistoryFilter", "HistoryStore", "Row", "RowPre
 SCHEMA_VERSION: Final = "2"
 ROWID_SHIFT: Final = 20
 _ROWID_MASK: Final = (1 << ROWID_SHIFT) - 1
-#: Job hash fields the index reads (HMGET order).
-FIELDS: Final = ("n", "d", "g", "o", "t", "ft", "a", "fr", "er")
+#: Job hash fields the index reads (HMGET order); after them the further pieces
+#: of the data (jobq.job.DATA_PIECE_FIELDS).
+FIELDS: Final = ("n", "d", "g", "o", "t", "ft", "a", "fr", "er", *(f"d{i}" for i in range(1, 16)))
 #: The same, encoded once (redis-py packs bytes arguments without re-encoding them).
 FIELDS_B: Final = tuple(f.encode() for f in FIELDS)
 _MAX_PREFIX_CHAR: Final = "\U0010ffff"
@@ -144,7 +145,9 @@ class RowPrep:
         self, queue: str, state: str, job_id: str, score: int, raw: Sequence[bytes | None]
     ) -> Row | None:
         """A row from the HMGET of :data:`FIELDS`, or None if the job is gone."""
-        n, d, g, o, t, ft, a, fr, er = raw
+        n, d, g, o, t, ft, a, fr, er = raw[:9]
+        if d is not None and raw[9] is not None:
+            d = b"".join(p for p in (d, *raw[9:]) if p is not None)  # the data's pieces
         if n is None:
             return None
         finished = int(ft) if ft else score

@@ -3,9 +3,9 @@
 The ``.lua`` files ship as package data. A line ``--@include NAME`` pulls in
 ``lua/includes/NAME.lua`` when the script is loaded. Scripts are called by
 SHA1 and loaded again when the server answers NOSCRIPT (after a restart or
-``SCRIPT FLUSH``). Every script takes the queue's standard keys
-(:attr:`jobq.keys.QueueKeys.script_keys`); the headers of the files say what
-each ARGV and return value means.
+``SCRIPT FLUSH``). Every script takes one standard key, the queue's hash-tagged
+base (:attr:`jobq.keys.QueueKeys.script_keys`), and derives the queue's keys
+from it; the headers of the files say what each ARGV and return value means.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import NoScriptError
 
 from ..connection import execute_replicated, raise_if_not_replicated
@@ -72,6 +73,45 @@ def script_source(name: str) -> tuple[str, str]:
 
     text = _INCLUDE.sub(include, lua.joinpath(f"{name}.lua").read_text("utf-8"))
     return text, hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _can_dedicate(client: Any) -> bool:
+    """Whether a connection of ``client``'s pool can be kept for one queue's calls.
+
+    Only a plain client on a bounded pool of more than a couple of connections
+    (Cluster and Sentinel clients route each command themselves).
+    """
+    pool = getattr(client, "connection_pool", None)
+    return (
+        type(client) is Redis
+        and client.connection is None
+        and type(pool) is BlockingConnectionPool
+        and pool.max_connections > 2
+    )
+
+
+def _pack(conn: Any, command: tuple[Any, ...]) -> bytes:
+    """``command`` in the Redis protocol, as one buffer.
+
+    What ``conn.pack_command`` makes, built with one format operation per
+    argument instead of several joins (an add_bulk of 1,000 jobs has 7,000
+    arguments). Arguments are str, bytes or int as the scripts pass them; any
+    other type goes through redis-py's own encoder (which refuses a bool).
+    """
+    parts = [b"*%d\r\n" % len(command)]
+    append = parts.append
+    for arg in command:
+        kind = type(arg)
+        if kind is bytes:
+            data = arg
+        elif kind is str:
+            data = arg.encode()
+        elif kind is int:
+            data = b"%d" % arg
+        else:
+            data = bytes(conn.encoder.encode(arg))
+        append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def _s(value: Any) -> str:
@@ -151,23 +191,57 @@ class FinishItem:
 
 
 class QueueScripts:
-    """The scripts of one queue, bound to one client."""
+    """The scripts of one queue, bound to one client.
 
-    def __init__(self, client: Any, keys: QueueKeys) -> None:
+    ``dedicated_connection``: keep one connection of the client's pool for this
+    object's calls (taken at the first call, given back by :meth:`close`), so a
+    call skips redis-py's pool round (lock, timeout, health probe). A call made
+    while that connection is busy (concurrent calls) goes through the client
+    as usual. Only for a plain client whose bounded pool this queue owns: a
+    connection kept out of a shared pool would shrink it for everyone.
+    """
+
+    def __init__(self, client: Any, keys: QueueKeys, *, dedicated_connection: bool = False) -> None:
         self.client = client
         self.keys = keys
         self._head: tuple[Any, ...] = (len(keys.script_keys), *keys.script_keys)
         self._prefix = keys.job_prefix
         #: (replicas, timeout ms) that every add waits for (``durable_adds``), or None.
         self.durable: tuple[int, int] | None = None
+        self._dedicated = dedicated_connection and _can_dedicate(client)
+        self._conn: Any = None
+        self._conn_busy = False
+
+    async def close(self) -> None:
+        """Give the dedicated connection (if one was taken) back to the client's pool."""
+        conn, self._conn, self._dedicated = self._conn, None, False
+        if conn is not None:
+            await self.client.connection_pool.release(conn)
+
+    async def _execute(self, command: tuple[Any, ...]) -> Any:
+        if self._conn_busy or not self._dedicated:
+            return await self.client.execute_command(*command)
+        self._conn_busy = True
+        try:
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = await self.client.connection_pool.get_connection()
+            # The same steps as the client's own call; on a socket error or a
+            # cancellation redis-py disconnects the connection, and the next call
+            # connects it again. jobq's clients never retry, so neither does this.
+            await conn.send_packed_command(_pack(conn, command))
+            return await conn.read_response()
+        finally:
+            self._conn_busy = False
 
     async def _call(self, name: str, *args: Any) -> Any:
         text, sha = script_source(name)
+        command = ("EVALSHA", sha, *self._head, *args)
         try:
-            return await self.client.execute_command("EVALSHA", sha, *self._head, *args)
+            return await self._execute(command)
         except NoScriptError:
             await self.client.script_load(text)  # SCRIPT LOAD (every primary of a cluster)
-            return await self.client.execute_command("EVALSHA", sha, *self._head, *args)
+            return await self._execute(command)
 
     async def _call_replicated(self, name: str, *args: Any) -> tuple[Any, int]:
         """Like :meth:`_call`, then WAIT for ``self.durable`` replicas on the same connection."""
@@ -175,7 +249,7 @@ class QueueScripts:
         text, sha = script_source(name)
         command = ("EVALSHA", sha, *self._head, *args)
         replicas, timeout_ms = self.durable
-        key = self.keys.script_keys[0]
+        key = self.keys.base
         try:
             return await execute_replicated(
                 self.client, command, key=key, replicas=replicas, timeout_ms=timeout_ms
@@ -187,15 +261,15 @@ class QueueScripts:
             )
 
     async def _call_keys(self, name: str, keys: Sequence[str], *args: Any) -> Any:
-        """Call a script that takes ``keys`` after the standard ones (KEYS[15], ...)."""
+        """Call a script that takes ``keys`` after the standard one (KEYS[2], ...)."""
         text, sha = script_source(name)
         std = self.keys.script_keys
-        head = (len(std) + len(keys), *std, *keys)
+        command = ("EVALSHA", sha, len(std) + len(keys), *std, *keys, *args)
         try:
-            return await self.client.execute_command("EVALSHA", sha, *head, *args)
+            return await self._execute(command)
         except NoScriptError:
             await self.client.script_load(text)  # SCRIPT LOAD (every primary of a cluster)
-            return await self.client.execute_command("EVALSHA", sha, *head, *args)
+            return await self._execute(command)
 
     async def load_all(self) -> None:
         """Load every script now, so the first real call finds it cached."""

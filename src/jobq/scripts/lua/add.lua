@@ -1,5 +1,5 @@
 -- add: add one or many jobs in one atomic step.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix "{prefix:queue}:j:"
 -- ARGV[2] events max length (0 = no events)
 -- ARGV[3] number of jobs N, then 7 values per job:
@@ -51,7 +51,12 @@ local function absorb(holder, dd, name, data, opts, delay)
   local hk = prefix .. holder
   if dd.debounce and redis.call('ZSCORE', K_DELAYED, holder) and
       tonumber(redis.call('HGET', hk, 'as') or '0') == 0 then
-    redis.call('HSET', hk, 'n', name, 'd', data, 'dl', delay)
+    -- The new data replaces every piece of the old (see add_data_fields).
+    redis.call('HDEL', hk, 'd1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11',
+      'd12', 'd13', 'd14', 'd15')
+    local fields = {'n', name, 'dl', delay}
+    add_data_fields(fields, data, true)
+    redis.call('HSET', hk, unpack(fields))
     if string.find(opts, '"sig":"', 1, true) then redis.call('HSET', hk, 'o', opts) end
     redis.call('ZADD', K_DELAYED, now + delay, holder)
     emit(maxlen, 'e', 'debounced', 'id', holder, 'name', name, 'dk', dd.key, 'delay', delay)

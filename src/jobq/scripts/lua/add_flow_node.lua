@@ -1,7 +1,7 @@
 -- add_flow_node: add one job of a flow. A job with children waits in
 -- waiting-children until they have all finished; a child carries its parent
 -- in its extra fields ('x': {"parent": {...}, "pol": ...}).
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] job id
 -- ARGV[4] name   ARGV[5] data JSON   ARGV[6] options JSON ('' = defaults)
 -- ARGV[7] priority ('' = plain)   ARGV[8] delay ms (applied once the children are done)

@@ -1,7 +1,7 @@
 -- advance_scheduler: move a scheduler from tick T to its next tick, once (compare and set).
--- KEYS: the queue's standard keys (see includes/common.lua), then
---   15 schedulers  ZSET  scheduler id -> next tick (server ms)
---   16 scheduler   HASH  this scheduler (see upsert_scheduler.lua)
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys), then
+--   2 schedulers  ZSET  scheduler id -> next tick (server ms)
+--   3 scheduler   HASH  this scheduler (see upsert_scheduler.lua)
 -- ARGV[1] job key prefix "{prefix:queue}:j:"
 -- ARGV[2] events max length (0 = no events)
 -- ARGV[3] scheduler id
@@ -15,7 +15,7 @@
 --   ZSET without its hash is removed from it).
 --@include common
 --@include schedule
-local K_SCHEDULERS, K_SCH = KEYS[15], KEYS[16]
+local K_SCHEDULERS, K_SCH = KEYS[2], KEYS[3]
 local prefix, maxlen, sid, tick, nxt = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local score = redis.call('ZSCORE', K_SCHEDULERS, sid)
 if not score or tonumber(score) ~= tonumber(tick) then return 0 end

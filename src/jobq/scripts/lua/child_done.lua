@@ -1,6 +1,6 @@
 -- child_done: record that a child of a flow finished, on its PARENT's queue.
 -- Idempotent: a child is counted once however often it is delivered.
--- KEYS: the parent queue's standard keys (see includes/common.lua).
+-- KEYS[1] the parent queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] parent job key prefix   ARGV[2] events max length   ARGV[3] parent id
 -- ARGV[4] child job key   ARGV[5] outcome 'c' (completed) | 'f' (failed)
 -- ARGV[6] the child's return value JSON ('c') or failure reason ('f')

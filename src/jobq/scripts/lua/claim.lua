@@ -1,5 +1,5 @@
 -- claim: take up to N jobs for a worker (see includes/claim.lua for the rules).
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] count
 -- ARGV[4] lease ms         ARGV[5] max stalled        ARGV[6] limiter max (0 = none)
 -- ARGV[7] limiter window ms   ARGV[8] worker id

@@ -1,5 +1,5 @@
 -- clean: delete up to ARGV[5] jobs of one state older than a grace period.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length
 -- ARGV[3] state: completed | failed | delayed | waiting   ARGV[4] grace ms
 -- ARGV[5] limit

@@ -1,5 +1,5 @@
 -- counts: the job counts of a queue, read atomically.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV: none.
 -- Returns { waiting, active, completed, failed, delayed, paused, prioritized,
 --   waiting_children };

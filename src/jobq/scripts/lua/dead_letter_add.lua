@@ -2,8 +2,8 @@
 -- (dead-letter) queue, or bring an existing entry up to date with a newer
 -- failure of the same job. The first of the two routing steps; the second,
 -- dead_letter_release, runs on the original queue (another Cluster slot).
--- KEYS: the queue's standard keys (see includes/common.lua); the entry index
---   "{prefix:queue}:dead-letters" (ZSET entry id -> original failure time) is
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys);
+--   the entry index "{prefix:queue}:dead-letters" (ZSET entry id -> original failure time) is
 --   derived from the same hash-tagged base, so it shares the slot.
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] entry id
 -- ARGV[4] job name         ARGV[5] entry data JSON      ARGV[6] entry options JSON
@@ -30,6 +30,10 @@ if redis.call('EXISTS', jobkey) == 1 then
     return -5
   end
   if tonumber(f[4]) == ofailed then return 0 end
+  -- The entry's data may be stored in pieces (see DATA_PIECE): drop them all,
+  -- and keep the new data whole.
+  redis.call('HDEL', jobkey, 'd1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11',
+    'd12', 'd13', 'd14', 'd15')
   redis.call('HSET', jobkey, 'n', ARGV[4], 'd', ARGV[5], 'di', oid, 'df', ofailed,
     'de', ARGV[11], 'dt', now)
   redis.call('ZADD', index, ofailed, id)

@@ -2,7 +2,7 @@
 -- The second of the two routing steps (see dead_letter_add). It acts only
 -- when the job is still the very failure the entry was made from, so a job
 -- retried, removed or failed again since is left alone.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] job id
 -- ARGV[4] failure time the entry was made from (ms; the job's failed score)
 -- ARGV[5] the dead-letter queue's name (for the event)

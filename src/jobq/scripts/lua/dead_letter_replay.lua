@@ -1,5 +1,5 @@
 -- dead_letter_replay: record on a dead-letter entry that it was replayed.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] entry id   ARGV[3] replayed by (who)
 -- ARGV[4] id of the job the replay added   ARGV[5] '1' the data was edited
 -- ARGV[6] how many history records to keep (the most recent)

@@ -1,8 +1,8 @@
 -- dead_letter_scan: one bounded batch of a filtered walk over the entry index.
 -- Reads only: the caller walks on with the next offset until a batch comes
 -- back short, so no single call blocks the server for long.
--- KEYS: the queue's standard keys (see includes/common.lua); the entry index
---   "{prefix:queue}:dead-letters" is derived from the same base.
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys);
+--   the entry index "{prefix:queue}:dead-letters" is derived from the same base.
 -- ARGV[1] job key prefix
 -- ARGV[2] earliest original failure time (ms, or '-inf')
 -- ARGV[3] latest original failure time (ms, or '+inf')

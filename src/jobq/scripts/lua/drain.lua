@@ -1,6 +1,6 @@
 -- drain: delete up to ARGV[4] waiting jobs (and delayed ones when asked).
 -- Called repeatedly until it returns 0, so the server never blocks for long.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] '1' delayed too
 -- ARGV[4] batch size
 -- Returns the number of jobs deleted by this call. Their deduplication keys are freed.

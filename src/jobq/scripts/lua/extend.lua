@@ -1,6 +1,6 @@
 -- extend: renew the leases of a worker's running jobs (the heartbeat), and
 -- recover jobs whose leases ran out elsewhere.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] lease ms
 -- ARGV[4] max stalled      ARGV[5] worker id (registered as alive for one lease)
 -- ARGV[6] N, then N pairs: id, fencing token

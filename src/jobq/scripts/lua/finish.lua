@@ -1,5 +1,5 @@
 -- finish: report a batch of finished attempts, then (optionally) claim more.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] count to claim
 -- ARGV[4] lease ms         ARGV[5] max stalled        ARGV[6] limiter max
 -- ARGV[7] limiter window ms   ARGV[8] worker id   ARGV[9] metrics window (minutes)
@@ -22,36 +22,56 @@ local now = server_now()
 local codes = {}
 local done, failed, retried = 0, 0, 0
 local requeued = false
+-- Checked per job: the lease (still in active) and the fencing token. The
+-- batch is read with one ZMSCORE and written back with one ZREM and one DEL.
+local ids = {}
+for i = 0, n - 1 do ids[i + 1] = ARGV[11 + i * 8] end
+local leased = {}
+for i = 1, n, 4000 do
+  for _, score in ipairs(redis.call('ZMSCORE', K_ACTIVE, unpack(ids, i, math.min(n, i + 3999)))) do
+    leased[#leased + 1] = score
+  end
+end
+local seen = {}
+local left = {} -- ids leaving active
+local dels = {} -- keys of jobs removed on completion
+local sets = {} -- the finished sets' additions, batched by finish_into
 for i = 0, n - 1 do
   local b = 11 + i * 8
   local id, token, kind, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local jobkey = prefix .. id
-  if redis.call('ZSCORE', K_ACTIVE, id) == false or redis.call('HGET', jobkey, 'tk') ~= token then
+  -- tk, attempts made, group, extra, dedup key
+  local f = (leased[i + 1] and not seen[id]) and
+    redis.call('HMGET', jobkey, 'tk', 'a', 'g', 'x', 'dk') or {}
+  if f[1] ~= token then
     codes[#codes + 1] = -2
   else
+    seen[id] = true
     codes[#codes + 1] = 1
-    redis.call('ZREM', K_ACTIVE, id)
-    group_left_active(jobkey, now)
+    left[#left + 1] = id
+    group_left_active(jobkey, now, f[3])
+    local made = tonumber(f[2] or 0) + 1
     if kind == 'c' then
-      redis.call('HINCRBY', jobkey, 'a', 1)
-      redis.call('HSET', jobkey, 'rv', value, 'ft', now)
+      local count = tonumber(ARGV[b + 6])
+      -- A job deleted at once keeps no result (a flow child's goes to the outbox).
+      if count ~= 0 then redis.call('HSET', jobkey, 'a', made, 'rv', value, 'ft', now) end
       if #value <= 16384 then
         emit(maxlen, 'e', 'completed', 'id', id, 'rv', value)
       else
         emit(maxlen, 'e', 'completed', 'id', id)
       end
-      finish_into(K_COMPLETED, prefix, id, now, tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]))
+      finish_into(K_COMPLETED, prefix, id, now, count, tonumber(ARGV[b + 7]), f[4], f[5], value,
+        dels, sets)
       done = done + 1
     elseif kind == 'f' then
-      redis.call('HINCRBY', jobkey, 'a', 1)
-      redis.call('HSET', jobkey, 'fr', value, 'er', ARGV[b + 4], 'ft', now)
+      redis.call('HSET', jobkey, 'a', made, 'fr', value, 'er', ARGV[b + 4], 'ft', now)
       emit(maxlen, 'e', 'failed', 'id', id, 'reason', value)
-      finish_into(K_FAILED, prefix, id, now, tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]))
+      finish_into(K_FAILED, prefix, id, now, tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), f[4],
+        f[5], value, dels, sets)
       failed = failed + 1
     elseif kind == 'r' then
       local delay = tonumber(ARGV[b + 5])
-      redis.call('HINCRBY', jobkey, 'a', 1)
-      redis.call('HSET', jobkey, 'fr', value, 'er', ARGV[b + 4])
+      redis.call('HSET', jobkey, 'a', made, 'fr', value, 'er', ARGV[b + 4])
       if delay > 0 then
         redis.call('ZADD', K_DELAYED, now + delay, id)
       else
@@ -75,6 +95,14 @@ for i = 0, n - 1 do
       end
     end
   end
+end
+if #left > 0 then call_many('ZREM', K_ACTIVE, left) end
+if #dels > 0 then call_many('DEL', nil, dels) end
+-- Add the batch to the finished sets, then trim each set once per retention.
+for _, setkey in ipairs(sets) do
+  local s = sets[setkey]
+  call_many('ZADD', setkey, s.members)
+  for _, t in ipairs(s.trims) do keep_trim(setkey, prefix, now, t[1], t[2]) end
 end
 count_minute(K_MC, now, done, window)
 count_minute(K_MF, now, failed, window)

@@ -1,5 +1,5 @@
 -- log: append a line to a job's log, keeping at most the newest `max` lines.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] job id   ARGV[3] line   ARGV[4] max lines (0 = all)
 -- Returns the number of lines kept, or -1 when there is no such job.
 --@include common

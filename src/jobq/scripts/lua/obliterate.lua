@@ -1,5 +1,5 @@
 -- obliterate: delete the queue and all its jobs, a batch per call.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] '1' force (even with active jobs)   ARGV[3] batch
 -- Returns the number of jobs (then deduplication keys, then schedulers) deleted by this
 -- call (call again until 0), or -4 when jobs are active and force was not given.

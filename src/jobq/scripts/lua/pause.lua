@@ -1,5 +1,6 @@
 -- pause: stop (ARGV[2] = '1') or restart (ARGV[2] = '0') claims on the queue.
--- Running jobs are not touched. KEYS: the queue's standard keys.
+-- Running jobs are not touched.
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] events max length   ARGV[2] '1' pause | '0' resume
 -- Returns 1 when the state changed, 0 when it already was so.
 --@include common

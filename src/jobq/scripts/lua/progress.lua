@@ -1,5 +1,5 @@
 -- progress: store a running job's progress and tell watchers.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] job id
 -- ARGV[4] fencing token ('' = any holder)   ARGV[5] progress JSON
 -- Returns 1, or -1 no such job, -2 the token is stale.

@@ -1,5 +1,5 @@
 -- remove: delete one job that is not running.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length   ARGV[3] job id
 -- Returns 1, or -1 no such job, -3 the job is active (a worker holds it).
 -- The job's deduplication key is freed if it still points to the job.

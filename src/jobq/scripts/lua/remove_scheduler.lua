@@ -1,8 +1,8 @@
 -- remove_scheduler: delete a job scheduler and its pending tick job.
--- KEYS: the queue's standard keys (see includes/common.lua), then
---   15 schedulers  ZSET    scheduler id -> next tick (server ms)
---   16 scheduler   HASH    this scheduler (see upsert_scheduler.lua)
---   17 changes     STREAM  capped; an entry per upsert or removal
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys), then
+--   2 schedulers  ZSET    scheduler id -> next tick (server ms)
+--   3 scheduler   HASH    this scheduler (see upsert_scheduler.lua)
+--   4 changes     STREAM  capped; an entry per upsert or removal
 -- ARGV[1] job key prefix "{prefix:queue}:j:"
 -- ARGV[2] events max length (0 = no events)
 -- ARGV[3] scheduler id
@@ -10,7 +10,7 @@
 -- that run finishes, and no further tick follows), 0 no such scheduler.
 --@include common
 --@include schedule
-local K_SCHEDULERS, K_SCH, K_CHANGES = KEYS[15], KEYS[16], KEYS[17]
+local K_SCHEDULERS, K_SCH, K_CHANGES = KEYS[2], KEYS[3], KEYS[4]
 local prefix, maxlen, sid = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local nxt = redis.call('HGET', K_SCH, 'next')
 local existed = redis.call('ZREM', K_SCHEDULERS, sid) + redis.call('DEL', K_SCH)

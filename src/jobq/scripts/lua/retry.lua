@@ -1,5 +1,5 @@
 -- retry: move failed jobs back to waiting with their attempts reset.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] events max length
 -- ARGV[3] job id, or '' for the oldest failed jobs   ARGV[4] at most this many (for '')
 -- Returns the number of jobs moved, or -1 no such job, -3 the job has not failed.

@@ -1,5 +1,5 @@
 -- state: the state of one job, read atomically.
--- KEYS: the queue's standard keys (see includes/common.lua).
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys).
 -- ARGV[1] job key prefix   ARGV[2] job id
 -- Returns 'active' | 'completed' | 'failed' | 'delayed' | 'waiting-children' | 'prioritized' |
 --   'waiting' | 'paused' | 'unknown' (no such job).

@@ -1,9 +1,9 @@
 -- upsert_scheduler: create or replace a job scheduler and its one pending tick job.
--- KEYS: the queue's standard keys (see includes/common.lua), then
---   15 schedulers  ZSET    scheduler id -> next tick (server ms), live schedulers only
---   16 scheduler   HASH    this scheduler: spec (JSON), n/d/o/p/l job template
+-- KEYS[1] the queue's base "{prefix:queue}" (includes/common.lua derives its keys), then
+--   2 schedulers  ZSET    scheduler id -> next tick (server ms), live schedulers only
+--   3 scheduler   HASH    this scheduler: spec (JSON), n/d/o/p/l job template
 --                          (name, data, options, priority, lifo), next, last, count, ended
---   17 changes     STREAM  capped; an entry per upsert or removal (wakes Scheduler processes)
+--   4 changes     STREAM  capped; an entry per upsert or removal (wakes Scheduler processes)
 -- ARGV[1] job key prefix "{prefix:queue}:j:"
 -- ARGV[2] events max length (0 = no events)
 -- ARGV[3] scheduler id
@@ -23,7 +23,7 @@
 --   0 unchanged (same spec and template): nothing written.
 --@include common
 --@include schedule
-local K_SCHEDULERS, K_SCH, K_CHANGES = KEYS[15], KEYS[16], KEYS[17]
+local K_SCHEDULERS, K_SCH, K_CHANGES = KEYS[2], KEYS[3], KEYS[4]
 local prefix, maxlen, sid, spec, first = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local template = {'n', ARGV[6], 'd', ARGV[7], 'o', ARGV[8], 'p', ARGV[9], 'l', ARGV[10]}
 local now = server_now()

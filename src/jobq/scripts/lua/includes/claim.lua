@@ -7,7 +7,10 @@
 -- next_wake_ms: ms until the next delayed job is due or lease runs out, -1 none.
 -- A claimed job's hash records its claimant in `wk`, so a worker whose reply
 -- was lost in a network failure can find and hand back what it was given.
-local JOB_FIELDS = {'n', 'd', 'o', 'p', 'a', 'as', 't', 'dl', 'pg', 'er', 's', 'x'}
+-- HMGET order: the reply's fields, then the fencing token, the data's second
+-- piece (see job_data in common.lua) and the compact options ('kc', see there).
+local JOB_FIELDS = {'n', 'd', 'o', 'p', 'a', 'as', 't', 'dl', 'pg', 'er', 's', 'x', 'tk', 'd1',
+  'kc'}
 
 local function promote_due(prefix, now, maxlen)
   local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, 1000)
@@ -123,23 +126,29 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
 
   local deadline = now + lease
   local claimed = 0
+  local leases = {} -- deadline, id, ...: one ZADD for the whole batch
   for _, id in ipairs(ids) do
     local jobkey = prefix .. id
     local f = redis.call('HMGET', jobkey, unpack(JOB_FIELDS))
     if f[1] then
       claimed = claimed + 1
-      redis.call('ZADD', K_ACTIVE, deadline, id)
-      local token = redis.call('HINCRBY', jobkey, 'tk', 1)
-      local started = redis.call('HINCRBY', jobkey, 'as', 1)
-      redis.call('HSET', jobkey, 'pt', now, 'wk', worker)
-      f[6] = started
-      out[#out + 1] = {id, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12]}
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
+      -- The new fencing token and attempt count, written with the claim in one HSET.
+      local token = tonumber(f[13] or 0) + 1
+      local started = tonumber(f[6] or 0) + 1
+      redis.call('HSET', jobkey, 'tk', token, 'as', started, 'pt', now, 'wk', worker)
+      local opts = f[3]
+      if not opts and f[15] then opts = '{"keep_completed":[' .. f[15] .. ']}' end
+      out[#out + 1] = {id, token, f[1], job_data(f[2], f[14], jobkey), opts, f[4], f[5], started,
+        f[7], f[8], f[9], f[10], f[11], f[12]}
       emit(maxlen, 'e', 'active', 'id', id, 'w', worker)
     else
       -- The id points at no job hash (deleted by hand): drop it, tell watchers.
       emit(maxlen, 'e', 'error', 'id', id, 'reason', 'job id in queue without a job record')
     end
   end
+  if #leases > 0 then call_many('ZADD', K_ACTIVE, leases) end
 
   if claimed > 0 and lim_max > 0 then
     if redis.call('INCRBY', K_LIMITER, claimed) == claimed then

@@ -1,31 +1,37 @@
 -- Shared helpers; included at the top of every script.
--- KEYS (the same, in this order, for every script):
---   1 wait      LIST  plain job ids (LPUSH in, RPOP out)
---   2 prio      ZSET  prioritised job ids, score priority * 2^32 + order
---   3 delayed   ZSET  id -> due time (server ms)
---   4 active    ZSET  id -> lease deadline (server ms)
---   5 completed ZSET  id -> finished time
---   6 failed    ZSET  id -> finished time
---   7 meta      HASH  paused flag ("paused"), priority order counter ("pc")
---   8 events    STREAM, capped
---   9 marker    ZSET  a single member whose arrival wakes a blocked worker
---  10 limiter   STRING counter of jobs started in the current rate-limit window
---  11 id        STRING counter for generated ids
---  12 mc        HASH  minute -> completed count
---  13 mf        HASH  minute -> failed count
---  14 workers   ZSET  worker id -> alive until (server ms)
+-- KEYS[1] (every script): the queue's hash-tagged base "{prefix:queue}". Every
+-- key of the queue is derived from it here, so they all share its Cluster slot
+-- (jobq.keys.QueueKeys builds the same names). The standard keys:
+--   base:wait      LIST  plain job ids (LPUSH in, RPOP out)
+--   base:prio      ZSET  prioritised job ids, score priority * 2^32 + order
+--   base:delayed   ZSET  id -> due time (server ms)
+--   base:active    ZSET  id -> lease deadline (server ms)
+--   base:completed ZSET  id -> finished time
+--   base:failed    ZSET  id -> finished time
+--   base:meta      HASH  paused flag ("paused"), priority order counter ("pc")
+--   base:events    STREAM, capped
+--   base:marker    ZSET  a single member whose arrival wakes a blocked worker
+--   base:limiter   STRING counter of jobs started in the current rate-limit window
+--   base:id        STRING counter for generated ids
+--   base:mc        HASH  minute -> completed count
+--   base:mf        HASH  minute -> failed count
+--   base:workers   ZSET  worker id -> alive until (server ms)
+-- Scripts that need more keys (the schedulers') take them as KEYS[2], ...
 -- Job hash fields: n name, d data, o options, t created, p priority, dl delay,
 --   a attempts made, as attempts started, s stall count, tk fencing token,
 --   pt processed (claimed) at, ft finished at, rv return value, fr failure
 --   reason, er per-attempt errors (JSON), pg progress, x extra fields set by
---   features (JSON object, e.g. the scheduler id and tick), dk deduplication key.
+--   features (JSON object, e.g. the scheduler id and tick), dk deduplication key,
+--   d1..d15 further pieces of the data and kc compact options (see DATA_PIECE).
 
-local K_WAIT, K_PRIO, K_DELAYED, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_COMPLETED, K_FAILED, K_META, K_EVENTS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_MARKER, K_LIMITER, K_ID, K_MC, K_MF = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
-local K_WORKERS = KEYS[14]
--- Keys derived from the queue's hash-tagged base (so they share its slot).
-local K_BASE = string.sub(K_WAIT, 1, -6) -- strip ':wait'
+local K_BASE = KEYS[1]
+local K_WAIT, K_PRIO = K_BASE .. ':wait', K_BASE .. ':prio'
+local K_DELAYED, K_ACTIVE = K_BASE .. ':delayed', K_BASE .. ':active'
+local K_COMPLETED, K_FAILED = K_BASE .. ':completed', K_BASE .. ':failed'
+local K_META, K_EVENTS, K_MARKER = K_BASE .. ':meta', K_BASE .. ':events', K_BASE .. ':marker'
+local K_LIMITER, K_ID = K_BASE .. ':limiter', K_BASE .. ':id'
+local K_MC, K_MF, K_WORKERS = K_BASE .. ':mc', K_BASE .. ':mf', K_BASE .. ':workers'
+-- Other keys derived from the base:
 local K_OUTBOX = K_BASE .. ':outbox' -- LIST: finished children whose parent must hear of it
 local K_WAITING_CHILDREN = K_BASE .. ':waiting-children' -- ZSET: parents waiting for children
 -- Deduplication: K_DEDUP .. ':' .. key STRING -> job id (PX ttl when given);
@@ -119,8 +125,9 @@ local function group_forget_if_empty(g)
 end
 
 -- A grouped job left active: free its slot, and a parked group may run again.
-local function group_left_active(jobkey, now)
-  local g = redis.call('HGET', jobkey, 'g')
+-- g: the job's field 'g' when the caller has read it already (false: none).
+local function group_left_active(jobkey, now, g)
+  if g == nil then g = redis.call('HGET', jobkey, 'g') end
   if not g then return end
   if redis.call('HINCRBY', K_GACTIVE, g, -1) <= 0 then redis.call('HDEL', K_GACTIVE, g) end
   if redis.call('HGET', K_GSTATE, g) == 'c' then place_group(g, now) end
@@ -151,18 +158,42 @@ local function is_paused()
   return redis.call('HEXISTS', K_META, 'paused') == 1
 end
 
-local function delete_job(prefix, id)
+-- Delete a job and its side keys; with `into`, only add the keys to that list
+-- (for one DEL of a whole batch, see call_many).
+local function delete_job(prefix, id, into)
   local jobkey = prefix .. id
+  if into then
+    local n = #into
+    into[n + 1], into[n + 2], into[n + 3] = jobkey, jobkey .. ':logs', jobkey .. ':deps'
+    into[n + 4], into[n + 5] = jobkey .. ':processed', jobkey .. ':failed'
+    return
+  end
   redis.call('DEL', jobkey, jobkey .. ':logs', jobkey .. ':deps', jobkey .. ':processed',
     jobkey .. ':failed')
+end
+
+-- Run `cmd key member...` (or `cmd key score member ...`, or `cmd key...` with
+-- key nil) over a long list in slices that unpack() can take.
+-- (Every script runs all of these definitions on each call: a top-level function
+-- or loop costs every call, so helpers that serve one script live in it.)
+local function call_many(cmd, key, args)
+  local step = 4000
+  for i = 1, #args, step do
+    local j = math.min(#args, i + step - 1)
+    if key then
+      redis.call(cmd, key, unpack(args, i, j))
+    else
+      redis.call(cmd, unpack(args, i, j))
+    end
+  end
 end
 
 -- Count finished jobs per minute for a bounded window of minutes.
 local function count_minute(key, now, n, window)
   if n <= 0 or window <= 0 then return end
   local minute = math.floor(now / 60000)
-  redis.call('HINCRBY', key, minute, n)
-  if redis.call('HLEN', key) > window + 5 then
+  -- The hash grows only when a minute's field is new: look at its size then.
+  if redis.call('HINCRBY', key, minute, n) == n and redis.call('HLEN', key) > window + 5 then
     local fields = redis.call('HKEYS', key)
     for _, f in ipairs(fields) do
       if tonumber(f) <= minute - window then redis.call('HDEL', key, f) end
@@ -191,8 +222,9 @@ end
 
 -- Free a job's deduplication key if it still points to this job. Unless
 -- forced (the job is being deleted), a key with a TTL holds for all of it.
-local function release_dedup(jobkey, id, force)
-  local dk = redis.call('HGET', jobkey, 'dk')
+-- dk: the job's field 'dk' when the caller has read it already (false: none).
+local function release_dedup(jobkey, id, force, dk)
+  if dk == nil then dk = redis.call('HGET', jobkey, 'dk') end
   if not dk then return end
   local key = K_DEDUP .. ':' .. dk
   if redis.call('GET', key) ~= id then return end
@@ -202,23 +234,85 @@ local function release_dedup(jobkey, id, force)
 end
 
 -- Record a finished job in its set (or delete it at once), then trim the set.
-local function finish_into(setkey, prefix, id, now, count, age)
+-- finish.lua passes what it has read or written already (the others leave them
+-- nil): x and dk (the job's fields, false when absent), v (its return value or
+-- failure reason), dels (a list collecting the keys to delete, for one DEL at
+-- the end) and sets (the additions to the finished sets, made at the end too).
+local function finish_into(setkey, prefix, id, now, count, age, x, dk, v, dels, sets)
   -- A child of a flow: leave word for its parent (delivered by a worker, since
   -- the parent's queue may live on another Cluster slot).
   local jobkey = prefix .. id
-  local x = redis.call('HGET', jobkey, 'x')
+  if x == nil then x = redis.call('HGET', jobkey, 'x') end
   if x and string.find(x, '"parent"', 1, true) then
     local failed = setkey == K_FAILED
-    local v = redis.call('HGET', jobkey, failed and 'fr' or 'rv') or ''
+    v = v or redis.call('HGET', jobkey, failed and 'fr' or 'rv') or ''
     redis.call('RPUSH', K_OUTBOX, cjson.encode({id = id, k = failed and 'f' or 'c', v = v, x = x}))
   end
-  release_dedup(jobkey, id, false)
+  release_dedup(jobkey, id, false, dk)
   if count == 0 then
-    delete_job(prefix, id)
+    delete_job(prefix, id, dels)
+  elseif sets then
+    -- Batched: finish.lua adds the whole batch and trims each set once per
+    -- retention (sets[setkey] = {members = {score, id, ...}, trims = {{count, age}...}}).
+    local s = sets[setkey]
+    if not s then
+      s = {members = {}, trims = {}}
+      sets[setkey] = s
+      sets[#sets + 1] = setkey
+    end
+    local m = s.members
+    m[#m + 1] = now
+    m[#m + 1] = id
+    local trims = s.trims
+    for _, t in ipairs(trims) do
+      if t[1] == count and t[2] == age then return end
+    end
+    trims[#trims + 1] = {count, age}
   else
     redis.call('ZADD', setkey, now, id)
     keep_trim(setkey, prefix, now, count, age)
   end
+end
+
+-- A job's data is kept in pieces of at most DATA_PIECE bytes, in fields 'd',
+-- 'd1', 'd2'... when the job's other fields are short too: then the whole hash
+-- fits the server's compact listpack encoding (hash-max-listpack-value, 64 by
+-- default), about half the memory of a hashtable for a small job. Longer data
+-- stays whole in 'd'. Readers join the pieces (job_data here, jobq.job.join_data).
+-- Options that say only how many completed jobs to keep (remove_on_complete,
+-- the common case) are kept as 'kc' "count,age" instead of 'o', a few bytes
+-- instead of 27; the claim (and jobq.job.stored_options) give them back byte
+-- for byte.
+local DATA_PIECE = 64
+local DATA_PIECES_MAX = 16
+
+-- Append the fields storing `data` to `fields` (field, value, ...).
+local function add_data_fields(fields, data, split)
+  local n = #data
+  if not split or n <= DATA_PIECE or n > DATA_PIECE * DATA_PIECES_MAX then
+    fields[#fields + 1] = 'd'
+    fields[#fields + 1] = data
+    return
+  end
+  for i = 0, math.ceil(n / DATA_PIECE) - 1 do
+    fields[#fields + 1] = i == 0 and 'd' or 'd' .. i
+    fields[#fields + 1] = string.sub(data, i * DATA_PIECE + 1, (i + 1) * DATA_PIECE)
+  end
+end
+
+-- A job's data from its fields 'd' and 'd1' as the caller read them; further
+-- pieces, if any, are read here.
+local function job_data(d, d1, jobkey)
+  if not d1 then return d end
+  if #d1 < DATA_PIECE then return d .. d1 end
+  local parts = {d, d1}
+  local more = redis.call('HMGET', jobkey, 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'd10',
+    'd11', 'd12', 'd13', 'd14', 'd15')
+  for _, p in ipairs(more) do
+    if not p then break end
+    parts[#parts + 1] = p
+  end
+  return table.concat(parts)
 end
 
 -- Create a job: write its hash and put it in delayed or waiting.
@@ -229,8 +323,16 @@ end
 local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra, now, maxlen,
                           children)
   local jobkey = prefix .. id
-  local fields = {'n', name, 'd', data, 't', now}
-  if opts ~= '' then fields[#fields + 1] = 'o'; fields[#fields + 1] = opts end
+  local fields = {'n', name, 't', now}
+  -- Pieces only help while every other field fits the listpack limit too.
+  add_data_fields(fields, data, #name <= DATA_PIECE and #opts <= DATA_PIECE and
+    #extra <= DATA_PIECE)
+  local kc = opts ~= '' and string.match(opts, '^{"keep_completed":%[(%-?%d+,%-?%d+)%]}$')
+  if kc then
+    fields[#fields + 1] = 'kc'; fields[#fields + 1] = kc
+  elseif opts ~= '' then
+    fields[#fields + 1] = 'o'; fields[#fields + 1] = opts
+  end
   if prio ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = prio end
   if delay > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = delay end
   if extra ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = extra end

@@ -1,0 +1,93 @@
+"""How scripts are called: one key per script, and the dedicated connection of a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from importlib import resources
+from typing import Any
+
+import pytest
+import redis.exceptions
+from redis.asyncio.connection import Connection
+
+from jobq import JobOptions, Queue
+from jobq.connection import ConnectionSettings, create_client
+from jobq.keys import QueueKeys
+from jobq.scripts import _pack
+from tests.conftest import QueueFactory
+
+
+def test_common_lua_derives_the_key_names_keys_py_builds() -> None:
+    """Scripts get only the base (KEYS[1]); the names they derive must be keys.py's."""
+    keys = QueueKeys("jobq", "names")
+    assert keys.script_keys == (keys.base,)
+    common = resources.files("jobq.scripts").joinpath("lua", "includes", "common.lua").read_text()
+    derived = set(re.findall(r"K_BASE \.\. '([^']+)'", common))
+    built = {
+        getattr(keys, slot)[len(keys.base) :]
+        for slot in QueueKeys.__slots__
+        if isinstance(getattr(keys, slot), str) and getattr(keys, slot).startswith(keys.base)
+    }
+    built |= {keys.group("")[len(keys.base) :], keys.group_rate("")[len(keys.base) :]}
+    standard = {
+        keys.wait, keys.prio, keys.delayed, keys.active, keys.completed, keys.failed,
+        keys.meta, keys.events, keys.marker, keys.limiter, keys.id,
+        keys.metrics_completed, keys.metrics_failed, keys.workers,
+    }  # fmt: skip
+    assert {k[len(keys.base) :] for k in standard} <= derived
+    assert derived <= built, derived - built
+
+
+def test_pack_matches_redis_py() -> None:
+    conn = Connection()
+    command = ("EVALSHA", "a" * 40, 1, "{jobq:q}", "é", b"\x00\r\n", 0, -7, 1.5, 10**20, "")
+    assert _pack(conn, command) == b"".join(conn.pack_command(*command))
+    with pytest.raises(redis.exceptions.DataError):
+        _pack(conn, ("EVALSHA", True))
+
+
+async def test_dedicated_connection_serves_calls_and_recovers(make_queue: QueueFactory) -> None:
+    q = await make_queue()
+    scripts = q.scripts
+    pool: Any = q.client.connection_pool
+    assert scripts._dedicated
+    job = await q.add("a", {"n": 1})
+    conn = scripts._conn
+    assert conn is not None
+    assert conn in pool._in_use_connections
+    # Concurrent adds: one takes the dedicated connection, the others the pool's.
+    jobs = await asyncio.gather(*(q.add("b", {"n": i}) for i in range(30)))
+    assert len({j.id for j in jobs} | {job.id}) == 31
+    assert scripts._conn is conn
+    # A call cancelled while waiting for its reply must not leave that reply for the next.
+    task = asyncio.create_task(q.add("c", None, JobOptions(job_id="cancelled-1")))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    after = await q.add("d", None, JobOptions(job_id="after-1"))
+    assert after.id == "after-1"
+    assert (await q.get_job("after-1")) is not None
+    # NOSCRIPT on the dedicated connection: loaded again and called again.
+    await q.client.script_flush()
+    assert (await q.add("e", None, JobOptions(job_id="reloaded-1"))).id == "reloaded-1"
+    assert await scripts.state("reloaded-1") == "waiting"
+    # close() gives the connection back to the pool.
+    await scripts.close()
+    assert scripts._conn is None
+    assert conn not in pool._in_use_connections
+    assert await scripts.state("reloaded-1") == "waiting"  # through the client now
+
+
+async def test_a_client_passed_in_gets_no_dedicated_connection(redis_url: str) -> None:
+    client = create_client(ConnectionSettings.from_url(redis_url))
+    try:
+        async with Queue("plain", connection=client) as q:
+            assert not q.scripts._dedicated
+            await q.add("a", None)
+            assert q.scripts._conn is None
+    finally:
+        await client.aclose()
