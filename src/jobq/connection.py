@@ -685,7 +685,7 @@ def _sentinel_client(
         value = kw.pop(f"sentinel_{name}", None)
         if value is not None:
             sentinel_kwargs[name] = value
-    manager = Sentinel(list(multi.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    manager = Sentinel(list(multi.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
     ssl = bool(kw.pop("ssl", False))
     kw.update(common)
     kw["db"] = multi.db

@@ -7,8 +7,16 @@ the script arguments a worker sends are written down once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
+
+from redis.asyncio import Redis
 
 from jobq.scripts import ClaimReply, FinishItem, QueueScripts
+
+
+async def job_hash(client: Redis, key: str) -> dict[bytes, bytes]:
+    """A stored hash as raw bytes (HGETALL on a client without decoding)."""
+    return cast(dict[bytes, bytes], await client.hgetall(key))
 
 
 async def claim(

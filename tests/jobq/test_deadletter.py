@@ -577,7 +577,7 @@ async def test_dead_letter_scripts_directly(redis_client: Redis, queue_name: str
         )
 
     assert await add(1000) == 1
-    h = await redis_client.hgetall(dlq.job("src:7"))
+    h = await scriptcalls.job_hash(redis_client, dlq.job("src:7"))
     assert (h[b"dq"], h[b"dp"], h[b"di"], h[b"df"]) == (b"src", b"jobq", b"7", b"1000")
     assert await redis_client.zrange(dlq.dead_letters, 0, -1, withscores=True) == [
         (b"src:7", 1000.0)
@@ -589,7 +589,7 @@ async def test_dead_letter_scripts_directly(redis_client: Redis, queue_name: str
     await redis_client.rpop(dlq.wait)
     await redis_client.zadd(dlq.completed, {"src:7": 1})
     assert await add(2000, job="7:replay-1", same=False, text="F") == 2
-    h = await redis_client.hgetall(dlq.job("src:7"))
+    h = await scriptcalls.job_hash(redis_client, dlq.job("src:7"))
     assert (h[b"di"], h[b"df"], h[b"de"]) == (b"7:replay-1", b"2000", b"F")
     assert await redis_client.zcard(dlq.completed) == 0
     assert await redis_client.lrange(dlq.wait, 0, -1) == [b"src:7"]
@@ -650,10 +650,10 @@ async def test_an_updated_entry_keeps_only_its_new_data(
         )
 
     assert await add(long_data, 1000) == 1
-    h = await redis_client.hgetall(dlq.job("src:7"))
+    h = await scriptcalls.job_hash(redis_client, dlq.job("src:7"))
     assert b"d1" in h  # stored in pieces
     assert join_data(h) == long_data
     assert await add(b'{"v":2}', 2000) == 2
-    h = await redis_client.hgetall(dlq.job("src:7"))
+    h = await scriptcalls.job_hash(redis_client, dlq.job("src:7"))
     assert join_data(h) == b'{"v":2}'
     assert not [f for f in h if f.startswith(b"d") and f[1:].isdigit()]

@@ -24,6 +24,7 @@ from jobq.job import join_data, stored_options
 from jobq.keys import QueueKeys
 from jobq.options import MAX_PRIORITY
 from jobq.scripts import SCRIPT_NAMES, ClaimReply, FinishItem, QueueScripts, script_source
+from tests.jobq.scriptcalls import job_hash
 
 EVENTS = 1000
 LEASE = 30_000
@@ -930,7 +931,7 @@ async def test_small_job_data_is_kept_in_listpack_sized_pieces(
 ) -> None:
     data = b'{"pad":"' + bytes(range(97, 123)) * 7 + b'"}'  # 192 bytes
     job_id = await add1(scripts, "p", data=data, opts=b'{"keep_completed":[0,-1]}')
-    h = await redis_client.hgetall(keys.job(job_id))
+    h = await job_hash(redis_client, keys.job(job_id))
     assert [k for k in h if k.startswith(b"d")] == [b"d", b"d1", b"d2"]
     assert all(len(h[k]) <= 64 for k in h)
     assert join_data(h) == data
@@ -950,10 +951,10 @@ async def test_remove_on_complete_alone_is_kept_in_a_short_field(
     other = b'{"keep_completed":[5,-1],"keep_failed":[0,-1]}'
     await add1(scripts, "k", opts=keep)
     await add1(scripts, "o", opts=other)
-    hk = await redis_client.hgetall(keys.job("k"))
+    hk = await job_hash(redis_client, keys.job("k"))
     assert (hk.get(b"o"), hk[b"kc"]) == (None, b"0,-1")
     assert stored_options(hk) == keep
-    ho = await redis_client.hgetall(keys.job("o"))
+    ho = await job_hash(redis_client, keys.job("o"))
     assert (ho[b"o"], ho.get(b"kc")) == (other, None)
     assert stored_options(ho) == other
     # The worker gets the options byte for byte as they were added.
@@ -967,7 +968,7 @@ async def test_long_data_or_a_long_field_keeps_the_data_whole(
     await add1(scripts, "big", data=big)
     await add1(scripts, "named", name="n" * 65, data=b'"' + b"y" * 100 + b'"')
     for job_id in ("big", "named"):
-        h = await redis_client.hgetall(keys.job(job_id))
+        h = await job_hash(redis_client, keys.job(job_id))
         assert [k for k in h if k.startswith(b"d")] == [b"d"]
     assert {j.id: j.data for j in (await claim(scripts, 2)).jobs}["big"] == big
 
@@ -982,7 +983,7 @@ async def test_debounce_replaces_every_piece_of_the_data(
     assert created
     [(holder, created)] = await scripts.add(EVENTS, [spec(data=second, delay=60_000)], dd)
     assert (holder, created) == (job_id, False)
-    h = await redis_client.hgetall(keys.job(job_id))
+    h = await job_hash(redis_client, keys.job(job_id))
     assert [k for k in h if k.startswith(b"d") and k != b"dk" and k != b"dl"] == [b"d", b"d1"]
     assert join_data(h) == second
 
