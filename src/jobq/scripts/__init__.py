@@ -63,15 +63,69 @@ SCRIPT_NAMES = (
 _INCLUDE = re.compile(r"^--@include (\w+)\s*$", re.MULTILINE)
 
 
+_TOP_LOCAL = re.compile(r"^local (?:function )?([\w, ]+?)\s*(?:=|\(|$)")
+_COMMENT = re.compile(r"--[^\n]*")
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def _definitions(include: str) -> list[tuple[set[str], str]]:
+    """An include's top-level statements: (names each defines, its text).
+
+    Every top-level statement of an include is a ``local`` (a function, a
+    constant, a key name); a statement runs from its ``local`` line to the
+    next one, comments before a statement belong to the one above.
+    """
+    units: list[tuple[set[str], list[str]]] = [(set(), [])]
+    for line in include.splitlines(keepends=True):
+        m = _TOP_LOCAL.match(line)
+        if m:
+            units.append(({n.strip() for n in m.group(1).split(",")}, []))
+        units[-1][1].append(line)
+    return [(names, "".join(lines)) for names, lines in units]
+
+
+def _used(text: str) -> set[str]:
+    return set(_NAME.findall(_COMMENT.sub("", text)))
+
+
+def _prune(prelude: list[tuple[set[str], str]], body: str) -> str:
+    """The statements of ``prelude`` that ``body`` needs, directly or not, in order.
+
+    Every script runs its whole text on each call (closures made, key names
+    joined), so a definition no call can reach is left out. A name is needed
+    if it appears in the body or in a needed statement, outside comments;
+    a string that happens to spell a name only keeps a statement too many.
+    """
+    needed = _used(body)
+    keep = [False] * len(prelude)
+    changed = True
+    while changed:
+        changed = False
+        for i, (names, text) in enumerate(prelude):
+            if not keep[i] and (not names or names & needed):
+                keep[i] = changed = True
+                needed |= _used(text)
+    return "".join(text for k, (_, text) in zip(keep, prelude, strict=True) if k)
+
+
 @cache
 def script_source(name: str) -> tuple[str, str]:
-    """The full source of a script (includes expanded) and its SHA1."""
+    """The full source of a script (includes expanded) and its SHA1.
+
+    Includes come first, in the order the script names them, cut down to the
+    definitions the script uses (see :func:`_prune`).
+    """
     lua = resources.files(__package__).joinpath("lua")
-
-    def include(match: re.Match[str]) -> str:
-        return lua.joinpath("includes", f"{match.group(1)}.lua").read_text("utf-8")
-
-    text = _INCLUDE.sub(include, lua.joinpath(f"{name}.lua").read_text("utf-8"))
+    own = lua.joinpath(f"{name}.lua").read_text("utf-8")
+    prelude: list[tuple[set[str], str]] = []
+    for include in _INCLUDE.findall(own):
+        prelude += _definitions(lua.joinpath("includes", f"{include}.lua").read_text("utf-8"))
+    marker = _INCLUDE.search(own)
+    if marker is None:
+        text = own
+    else:
+        head, body = own[: marker.start()], _INCLUDE.sub("", own[marker.start() :])
+        text = head + _prune(prelude, body) + body
     return text, hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
