@@ -4,6 +4,7 @@ command or key is refused at start with a message that says what to grant."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,7 +31,8 @@ from jobq.connection import ConnectionSettings
 from jobq.dashboard._backend import Backend
 from jobq.errors import ConnectionSetupError
 from jobq.keys import QueueKeys
-from jobq.security import ALL_COMMANDS, acl_setuser_line, check_permissions
+from jobq.scripts import SCRIPT_NAMES, script_source
+from jobq.security import ALL_COMMANDS, QUEUE_COMMANDS, acl_setuser_line, check_permissions
 from tests.security.conftest import PASSWORD, UserFactory, running_worker
 
 
@@ -283,3 +285,15 @@ async def test_the_line_allows_a_client_name(make_user: UserFactory, acl_admin: 
     async with Queue(_name(), connection=settings) as q:
         await q.add("ok", 1)
     assert await acl_denials(acl_admin, user) == []
+
+
+def test_every_command_a_script_runs_is_in_the_documented_rules() -> None:
+    # ACL rules apply inside scripts too: a command a script starts to use
+    # must join QUEUE_COMMANDS, or a deployment on the documented user fails
+    # mid-script (only on the path that runs it).
+    called = set()
+    for name in SCRIPT_NAMES:
+        text, _ = script_source(name)
+        called |= {c.lower() for c in re.findall(r"(?:redis\.call|call_many)\('(\w+)'", text)}
+    assert "zmscore" in called  # the scan sees the calls (finish.lua's batch read)
+    assert sorted(called - set(QUEUE_COMMANDS)) == []
