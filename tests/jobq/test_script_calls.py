@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
 from importlib import resources
 from typing import Any
 
@@ -54,13 +55,13 @@ async def test_dedicated_connection_serves_calls_and_recovers(make_queue: QueueF
     pool: Any = q.client.connection_pool
     assert scripts._dedicated
     job = await q.add("a", {"n": 1})
-    conn = scripts._conn
-    assert conn is not None
+    assert scripts._wire is not None
+    conn = scripts._wire.conn
     assert conn in pool._in_use_connections
     # Concurrent adds: one takes the dedicated connection, the others the pool's.
     jobs = await asyncio.gather(*(q.add("b", {"n": i}) for i in range(30)))
     assert len({j.id for j in jobs} | {job.id}) == 31
-    assert scripts._conn is conn
+    assert scripts._wire.conn is conn
     # A call cancelled while waiting for its reply must not leave that reply for the next.
     task = asyncio.create_task(q.add("c", None, JobOptions(job_id="cancelled-1")))
     for _ in range(3):
@@ -77,7 +78,7 @@ async def test_dedicated_connection_serves_calls_and_recovers(make_queue: QueueF
     assert await scripts.state("reloaded-1") == "waiting"
     # close() gives the connection back to the pool.
     await scripts.close()
-    assert scripts._conn is None
+    assert scripts._wire is None
     assert conn not in pool._in_use_connections
     assert await scripts.state("reloaded-1") == "waiting"  # through the client now
 
@@ -88,6 +89,55 @@ async def test_a_client_passed_in_gets_no_dedicated_connection(redis_url: str) -
         async with Queue("plain", connection=client) as q:
             assert not q.scripts._dedicated
             await q.add("a", None)
-            assert q.scripts._conn is None
+            assert q.scripts._wire is None
     finally:
         await client.aclose()
+
+
+async def test_dedicated_connection_killed_by_the_server_is_reported_then_replaced(
+    make_queue: QueueFactory,
+) -> None:
+    q = await make_queue()
+    await q.add("a", None)
+    wire = q.scripts._wire
+    assert wire is not None
+    conn_id = await wire.call(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n")
+    assert await q.client.client_kill_filter(_id=conn_id) == 1
+    # The call that finds the connection gone fails as redis-py's would; none is retried.
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await q.add("lost", None, JobOptions(job_id="maybe-1"))
+    # The next call connects again, on the same pooled connection.
+    assert (await q.add("b", None, JobOptions(job_id="after-kill"))).id == "after-kill"
+    assert q.scripts._wire is wire
+    assert await wire.call(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n") != conn_id
+
+
+async def test_dedicated_connection_times_out_and_recovers(redis_url: str) -> None:
+    settings = ConnectionSettings.from_url(redis_url, socket_timeout=0.3)
+    async with Queue(f"wire-{uuid.uuid4().hex[:8]}", connection=settings) as q:
+        await q.add("a", None)
+        assert q.scripts._dedicated
+        admin = create_client(ConnectionSettings.from_url(redis_url))
+        try:
+            # Every write command waits 1 s: the add's reply comes too late.
+            await admin.client_pause(1000, all=False)
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await q.add("slow", None)
+            await admin.client_unpause()
+        finally:
+            await admin.aclose()
+        # The late reply was dropped with the connection: the next add gets its own.
+        job = await q.add("b", None, JobOptions(job_id="after-timeout"))
+        assert job.id == "after-timeout"
+        assert await q.scripts.state("after-timeout") == "waiting"
+
+
+async def test_a_reply_error_keeps_the_connection(make_queue: QueueFactory) -> None:
+    q = await make_queue()
+    await q.add("a", None)
+    wire = q.scripts._wire
+    assert wire is not None
+    with pytest.raises(redis.exceptions.ResponseError, match="unknown command"):
+        await wire.call(b"*1\r\n$9\r\nNOSUCHCMD\r\n")
+    assert wire.conn.is_connected
+    assert await wire.call(b"*1\r\n$4\r\nPING\r\n") in (b"PONG", "PONG")

@@ -23,6 +23,7 @@ from redis.exceptions import NoScriptError
 
 from ..connection import execute_replicated, raise_if_not_replicated
 from ..keys import QueueKeys
+from ._wire import Wire, wire_capable
 
 __all__ = [
     "SCRIPT_NAMES",
@@ -248,11 +249,12 @@ class QueueScripts:
     """The scripts of one queue, bound to one client.
 
     ``dedicated_connection``: keep one connection of the client's pool for this
-    object's calls (taken at the first call, given back by :meth:`close`), so a
-    call skips redis-py's pool round (lock, timeout, health probe). A call made
-    while that connection is busy (concurrent calls) goes through the client
-    as usual. Only for a plain client whose bounded pool this queue owns: a
-    connection kept out of a shared pool would shrink it for everyone.
+    object's calls (taken at the first call, given back by :meth:`close`) and
+    drive it directly (:class:`jobq.scripts._wire.Wire`): a call skips redis-py's
+    pool round (lock, timeout, health probe) and its per-call machinery. A call
+    made while that connection is busy (concurrent calls) goes through the
+    client as usual. Only for a plain client whose bounded pool this queue
+    owns: a connection kept out of a shared pool would shrink it for everyone.
     """
 
     def __init__(self, client: Any, keys: QueueKeys, *, dedicated_connection: bool = False) -> None:
@@ -263,28 +265,34 @@ class QueueScripts:
         #: (replicas, timeout ms) that every add waits for (``durable_adds``), or None.
         self.durable: tuple[int, int] | None = None
         self._dedicated = dedicated_connection and _can_dedicate(client)
-        self._conn: Any = None
+        self._wire: Wire | None = None
         self._conn_busy = False
 
     async def close(self) -> None:
         """Give the dedicated connection (if one was taken) back to the client's pool."""
-        conn, self._conn, self._dedicated = self._conn, None, False
-        if conn is not None:
-            await self.client.connection_pool.release(conn)
+        wire, self._wire, self._dedicated = self._wire, None, False
+        if wire is not None:
+            if not wire.clean():
+                await wire.conn.disconnect(nowait=True)
+            await self.client.connection_pool.release(wire.conn)
 
     async def _execute(self, command: tuple[Any, ...]) -> Any:
         if self._conn_busy or not self._dedicated:
             return await self.client.execute_command(*command)
         self._conn_busy = True
         try:
-            conn = self._conn
-            if conn is None:
-                conn = self._conn = await self.client.connection_pool.get_connection()
-            # The same steps as the client's own call; on a socket error or a
-            # cancellation redis-py disconnects the connection, and the next call
-            # connects it again. jobq's clients never retry, so neither does this.
-            await conn.send_packed_command(_pack(conn, command))
-            return await conn.read_response()
+            wire = self._wire
+            if wire is None:
+                conn = await self.client.connection_pool.get_connection()
+                if not wire_capable(conn):
+                    self._dedicated = False
+                    await self.client.connection_pool.release(conn)
+                    return await self.client.execute_command(*command)
+                wire = self._wire = Wire(conn)
+            # On a socket error or a cancellation the connection is dropped and
+            # the next call connects it again. jobq's clients never retry, so
+            # neither does this.
+            return await wire.call(_pack(wire.conn, command))
         finally:
             self._conn_busy = False
 
