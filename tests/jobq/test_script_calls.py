@@ -55,13 +55,15 @@ async def test_dedicated_connection_serves_calls_and_recovers(make_queue: QueueF
     pool: Any = q.client.connection_pool
     assert scripts._dedicated
     job = await q.add("a", {"n": 1})
-    assert scripts._wire is not None
-    conn = scripts._wire.conn
+    [wire] = scripts._wires
+    conn = wire.conn
     assert conn in pool._in_use_connections
-    # Concurrent adds: one takes the dedicated connection, the others the pool's.
+    # Concurrent adds: two take the dedicated connections, the others the pool's.
     jobs = await asyncio.gather(*(q.add("b", {"n": i}) for i in range(30)))
     assert len({j.id for j in jobs} | {job.id}) == 31
-    assert scripts._wire.conn is conn
+    assert len(scripts._wires) == 2
+    assert scripts._wires[0] is wire
+    assert sorted(map(id, scripts._idle)) == sorted(map(id, scripts._wires))
     # A call cancelled while waiting for its reply must not leave that reply for the next.
     task = asyncio.create_task(q.add("c", None, JobOptions(job_id="cancelled-1")))
     for _ in range(3):
@@ -78,7 +80,7 @@ async def test_dedicated_connection_serves_calls_and_recovers(make_queue: QueueF
     assert await scripts.state("reloaded-1") == "waiting"
     # close() gives the connection back to the pool.
     await scripts.close()
-    assert scripts._wire is None
+    assert scripts._wires == []
     assert conn not in pool._in_use_connections
     assert await scripts.state("reloaded-1") == "waiting"  # through the client now
 
@@ -89,7 +91,7 @@ async def test_a_client_passed_in_gets_no_dedicated_connection(redis_url: str) -
         async with Queue("plain", connection=client) as q:
             assert not q.scripts._dedicated
             await q.add("a", None)
-            assert q.scripts._wire is None
+            assert q.scripts._wires == []
     finally:
         await client.aclose()
 
@@ -99,8 +101,7 @@ async def test_dedicated_connection_killed_by_the_server_is_reported_then_replac
 ) -> None:
     q = await make_queue()
     await q.add("a", None)
-    wire = q.scripts._wire
-    assert wire is not None
+    [wire] = q.scripts._wires
     conn_id = await wire.call(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n")
     assert await q.client.client_kill_filter(_id=conn_id) == 1
     # The call that finds the connection gone fails as redis-py's would; none is retried.
@@ -108,7 +109,7 @@ async def test_dedicated_connection_killed_by_the_server_is_reported_then_replac
         await q.add("lost", None, JobOptions(job_id="maybe-1"))
     # The next call connects again, on the same pooled connection.
     assert (await q.add("b", None, JobOptions(job_id="after-kill"))).id == "after-kill"
-    assert q.scripts._wire is wire
+    assert q.scripts._wires == [wire]
     assert await wire.call(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n") != conn_id
 
 
@@ -135,8 +136,7 @@ async def test_dedicated_connection_times_out_and_recovers(redis_url: str) -> No
 async def test_a_reply_error_keeps_the_connection(make_queue: QueueFactory) -> None:
     q = await make_queue()
     await q.add("a", None)
-    wire = q.scripts._wire
-    assert wire is not None
+    [wire] = q.scripts._wires
     with pytest.raises(redis.exceptions.ResponseError, match="unknown command"):
         await wire.call(b"*1\r\n$9\r\nNOSUCHCMD\r\n")
     assert wire.conn.is_connected

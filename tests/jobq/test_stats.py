@@ -374,6 +374,11 @@ async def test_obliterate_removes_worker_hashes_and_minute_keys(
     async with WorkerProcess(redis_url, queue.name) as child:
         await child.expect("ready ")
         await registered(queue)
+
+        async def hash_written() -> bool:  # written just after the registration
+            return len(await stats_keys(redis_client, queue, "w")) == 1
+
+        await until(hash_written)
         child.signal(signal.SIGKILL)
         await child.wait(10)
     assert len(await stats_keys(redis_client, queue, "w")) == 1

@@ -248,11 +248,12 @@ class FinishItem:
 class QueueScripts:
     """The scripts of one queue, bound to one client.
 
-    ``dedicated_connection``: keep one connection of the client's pool for this
-    object's calls (taken at the first call, given back by :meth:`close`) and
-    drive it directly (:class:`jobq.scripts._wire.Wire`): a call skips redis-py's
-    pool round (lock, timeout, health probe) and its per-call machinery. A call
-    made while that connection is busy (concurrent calls) goes through the
+    ``dedicated_connection``: keep up to two connections of the client's pool
+    for this object's calls (taken as calls need them, given back by
+    :meth:`close`) and drive them directly (:class:`jobq.scripts._wire.Wire`):
+    a call skips redis-py's pool round (lock, timeout, health probe) and its
+    per-call machinery. Two, because a worker keeps two calls in flight; a
+    call made while both are busy (more concurrent calls) goes through the
     client as usual. Only for a plain client whose bounded pool this queue
     owns: a connection kept out of a shared pool would shrink it for everyone.
     """
@@ -265,36 +266,46 @@ class QueueScripts:
         #: (replicas, timeout ms) that every add waits for (``durable_adds``), or None.
         self.durable: tuple[int, int] | None = None
         self._dedicated = dedicated_connection and _can_dedicate(client)
-        self._wire: Wire | None = None
-        self._conn_busy = False
+        self._max_wires = 2 if self._dedicated and client.connection_pool.max_connections > 4 else 1
+        self._wires: list[Wire] = []  # every connection taken
+        self._idle: list[Wire] = []  # those not in a call now
+        self._taking = 0  # connections being taken from the pool now
 
     async def close(self) -> None:
-        """Give the dedicated connection (if one was taken) back to the client's pool."""
-        wire, self._wire, self._dedicated = self._wire, None, False
-        if wire is not None:
+        """Give the dedicated connections (those taken) back to the client's pool."""
+        wires, self._wires, self._idle, self._dedicated = self._wires, [], [], False
+        for wire in wires:
             if not wire.clean():
                 await wire.conn.disconnect(nowait=True)
             await self.client.connection_pool.release(wire.conn)
 
     async def _execute(self, command: tuple[Any, ...]) -> Any:
-        if self._conn_busy or not self._dedicated:
+        if not self._dedicated:
             return await self.client.execute_command(*command)
-        self._conn_busy = True
-        try:
-            wire = self._wire
-            if wire is None:
+        if self._idle:
+            wire = self._idle.pop()
+        elif len(self._wires) + self._taking < self._max_wires:
+            self._taking += 1  # counted before the await: concurrent calls see it
+            try:
                 conn = await self.client.connection_pool.get_connection()
-                if not wire_capable(conn):
-                    self._dedicated = False
-                    await self.client.connection_pool.release(conn)
-                    return await self.client.execute_command(*command)
-                wire = self._wire = Wire(conn)
+            finally:
+                self._taking -= 1
+            if not wire_capable(conn):
+                self._dedicated = False
+                await self.client.connection_pool.release(conn)
+                return await self.client.execute_command(*command)
+            wire = Wire(conn)
+            self._wires.append(wire)
+        else:
+            return await self.client.execute_command(*command)
+        try:
             # On a socket error or a cancellation the connection is dropped and
             # the next call connects it again. jobq's clients never retry, so
             # neither does this.
             return await wire.call(_pack(wire.conn, command))
         finally:
-            self._conn_busy = False
+            if wire in self._wires:  # not given back by close() meanwhile
+                self._idle.append(wire)
 
     async def _call(self, name: str, *args: Any) -> Any:
         text, sha = script_source(name)
