@@ -75,7 +75,7 @@ async def work(args: argparse.Namespace) -> None:
         concurrency=args.concurrency,
         install_signal_handlers=False,
     )
-    await worker.queue.open()  # connect before READY
+    await worker.connect()  # connect and register before READY (BullMQ: waitUntilReady)
     counter.go()
     runner = asyncio.create_task(worker.run(), name="bench-jobq-worker")
     reached = asyncio.create_task(counter.wait_async())

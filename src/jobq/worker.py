@@ -212,6 +212,7 @@ class Worker:
         self._closed = asyncio.Event()
         self._stop = asyncio.Event()
         self._started = False
+        self._connected_at: float | None = None  # loop time connect() finished, if it did
         self._maybe_work = True
         # Bumped by every marker wake-up: a claim reply computed before the wake-up
         # must not talk the main loop out of claiming again (a lost wake-up).
@@ -278,14 +279,36 @@ class Worker:
         the heartbeat does it every third of the lease, and a clean stop at the end."""
         await self._stats.flush()
 
+    async def connect(self) -> None:
+        """Connect, check the server's permissions and register this worker, without
+        claiming anything yet.
+
+        :meth:`run` does all of this itself; call this first to have the worker
+        ready, and any permission problem raised, before work is due (a
+        readiness probe, a deployment that must fail fast). Like :meth:`run`, it
+        waits out a Redis that is not up yet, and returns early if the worker is
+        closed meanwhile. Calling it again, or after :meth:`run`, does nothing.
+
+        Raises:
+            ConnectionSetupError: the server refuses a command or key the worker needs.
+        """
+        if self._started or self._connected_at is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        if await self._connect():
+            self._connected_at = self._loop.time()
+
     async def run(self) -> None:
         """Work until closed or signalled; returns after a graceful shutdown."""
         if self._started:
             raise RuntimeError(f"worker {self.id} for queue {self.name!r} was already started")
         self._started = True
         self._loop = asyncio.get_running_loop()
+        # Connected by connect() within a heartbeat interval: the registration holds.
+        since = self._connected_at
+        fresh = since is not None and self._loop.time() - since < self.options.lease_ms / 3000
         try:
-            connected = await self._connect()
+            connected = True if fresh else await self._connect()
         except BaseException:
             self._closed.set()
             raise
@@ -373,6 +396,9 @@ class Worker:
         self._begin_close()
         if self._started:
             await self._closed.wait()
+        elif self._connected_at is not None:  # connected, never run
+            self._connected_at = None
+            await self._release()
 
     def _begin_close(self) -> None:
         """Stop claiming now (synchronous, so a signal handler sees it at once)."""

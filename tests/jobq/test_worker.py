@@ -23,6 +23,7 @@ from jobq import (
     RateLimitedError,
     UnrecoverableError,
     WaitTimeoutError,
+    Worker,
     WorkerOptions,
 )
 from tests.conftest import WorkerFactory
@@ -537,3 +538,42 @@ def test_prefetch_must_not_be_negative() -> None:
 
     with pytest.raises(ConfigurationError, match="prefetch"):
         WorkerOptions(prefetch=-1)
+
+
+async def test_connect_registers_the_worker_and_claims_nothing_until_run(
+    queue: Queue, redis_url: str
+) -> None:
+    seen: list[str] = []
+
+    async def process(job: Job) -> None:
+        seen.append(job.id)
+
+    job = await queue.add("early", None)
+    worker = Worker(queue.name, process, connection=redis_url, install_signal_handlers=False)
+    await worker.connect()
+    assert [w.id for w in await queue.get_workers()] == [worker.id]
+    assert await job.get_state() == "waiting"  # registered, nothing claimed
+    await worker.connect()  # again: nothing more
+    runner = asyncio.create_task(worker.run())
+    try:
+        await job.wait_until_finished(10)
+        assert seen == [job.id]
+    finally:
+        await worker.close()
+        await runner
+    assert await queue.get_workers() == []
+
+
+async def test_a_worker_connected_then_closed_unregisters_without_running(
+    queue: Queue, redis_url: str
+) -> None:
+    async def process(job: Job) -> None:
+        raise AssertionError("never run")
+
+    worker = Worker(queue.name, process, connection=redis_url, install_signal_handlers=False)
+    await worker.connect()
+    assert len(await queue.get_workers()) == 1
+    await worker.close()
+    assert await queue.get_workers() == []
+    with pytest.raises(RuntimeError, match="is not open"):
+        worker.queue.scripts  # noqa: B018 - the worker closed its queue and connections

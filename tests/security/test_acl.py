@@ -228,6 +228,10 @@ async def test_a_worker_without_bzpopmin_refuses_to_start(make_user: UserFactory
     with pytest.raises(ConnectionSetupError, match=r"may not run BZPOPMIN \(grant them"):
         await asyncio.wait_for(worker.run(), 10)
     assert worker.jobs_processed == 0
+    # connect() raises the same before any work is due.
+    early = Worker(name, never, connection=url, install_signal_handlers=False)
+    with pytest.raises(ConnectionSetupError, match=r"may not run BZPOPMIN \(grant them"):
+        await asyncio.wait_for(early.connect(), 10)
 
 
 async def test_a_user_limited_to_other_keys_is_refused_naming_the_key_pattern(
