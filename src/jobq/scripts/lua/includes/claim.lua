@@ -22,16 +22,27 @@ local function promote_due(prefix, now, maxlen)
   return #due
 end
 
-local function next_wake(now)
+-- The earliest entry of a sorted set, { member, score } or {} when empty.
+local function first_entry(key)
+  return redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+end
+
+-- Ms until the next delayed job is due, a lease runs out or a parked group may
+-- run again; -1 if none. d, a, g: the first entries of delayed, active and
+-- glimited as read earlier in this call when nothing has changed them since
+-- (nil: read them now); lease: a deadline this call gave out (nil: none).
+local function next_wake(now, d, a, g, lease)
   local best = -1
-  local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  d = d or first_entry(K_DELAYED)
   if d[2] then best = math.max(0, tonumber(d[2]) - now) end
-  local a = redis.call('ZRANGE', K_ACTIVE, 0, 0, 'WITHSCORES')
-  if a[2] then
-    local w = math.max(0, tonumber(a[2]) - now + 1)
+  a = a or first_entry(K_ACTIVE)
+  local due = a[2] and tonumber(a[2]) or lease
+  if due then
+    if lease and lease < due then due = lease end
+    local w = math.max(0, due - now + 1)
     if best < 0 or w < best then best = w end
   end
-  local g = redis.call('ZRANGE', K_GLIMITED, 0, 0, 'WITHSCORES')
+  g = g or first_entry(K_GLIMITED)
   if g[2] then
     local w = math.max(0, tonumber(g[2]) - now)
     if best < 0 or w < best then best = w end
@@ -72,11 +83,22 @@ local function unpark_groups(now)
 end
 
 local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, maxlen, worker)
-  promote_due(prefix, now, maxlen)
-  local stalled_failed = recover_expired(prefix, now, max_stalled, maxlen)
+  -- One read of each set's earliest entry serves both the housekeeping (is
+  -- anything due now?) and the next wake-up time; a set changed since is read again.
+  local d = first_entry(K_DELAYED)
+  if d[2] and tonumber(d[2]) <= now then
+    promote_due(prefix, now, maxlen)
+    d = nil
+  end
+  local a = first_entry(K_ACTIVE)
+  local stalled_failed = {}
+  if a[2] and tonumber(a[2]) <= now then
+    stalled_failed = recover_expired(prefix, now, max_stalled, maxlen)
+    a = nil
+  end
   local out = {0, 0, stalled_failed}
   if count <= 0 or is_paused() then
-    out[1] = next_wake(now)
+    out[1] = next_wake(now, d, a)
     return out
   end
   local cur = redis.call('GET', K_LIMITER)
@@ -89,7 +111,7 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
         redis.call('PEXPIRE', K_LIMITER, math.max(lim_dur, 1))
         ttl = math.max(lim_dur, 1)
       end
-      out[1] = next_wake(now)
+      out[1] = next_wake(now, d, a)
       out[2] = ttl
       return out
     end
@@ -101,12 +123,22 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
   local ids = {}
   local popped = redis.call('ZPOPMIN', K_PRIO, count)
   for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-  unpark_groups(now)
-  if #ids < count and redis.call('LLEN', K_GROUPS) == 0 then
-    local plain = redis.call('RPOP', K_WAIT, count - #ids)
+  -- What is known to be empty now needs no look when deciding whether work remains.
+  local prio_left = #ids == count
+  local g = first_entry(K_GLIMITED)
+  if g[2] and tonumber(g[2]) <= now then
+    unpark_groups(now)
+    g = nil
+  end
+  local groups = redis.call('LLEN', K_GROUPS)
+  local wait_left = true
+  if #ids < count and groups == 0 then
+    local ask = count - #ids
+    local plain = redis.call('RPOP', K_WAIT, ask)
     if plain then
       for _, id in ipairs(plain) do ids[#ids + 1] = id end
     end
+    wait_left = plain and #plain == ask
   elseif #ids < count then
     -- Groups waiting: serve them round-robin, and plain jobs as one more group.
     local turn = redis.call('HGET', K_META, 'turn') or 'g'
@@ -122,6 +154,7 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
       turn = (turn == 'g') and 'p' or 'g'
     end
     redis.call('HSET', K_META, 'turn', turn)
+    groups, g = nil, nil -- served groups may have been parked again
   end
 
   local deadline = now + lease
@@ -156,14 +189,15 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
     end
   end
   if #ids > 0 then
-    if redis.call('LLEN', K_WAIT) > 0 or redis.call('ZCARD', K_PRIO) > 0 or
-        redis.call('LLEN', K_GROUPS) > 0 then
+    if (wait_left and redis.call('LLEN', K_WAIT) > 0) or
+        (prio_left and redis.call('ZCARD', K_PRIO) > 0) or
+        (groups or redis.call('LLEN', K_GROUPS)) > 0 then
       -- More work remains: pass the wake-up on to another idle worker.
       wake_workers()
     else
       emit(maxlen, 'e', 'drained')
     end
   end
-  out[1] = next_wake(now)
+  out[1] = next_wake(now, d, a, g, claimed > 0 and deadline or nil)
   return out
 end
