@@ -602,7 +602,10 @@ class Worker:
             except _NETWORK_ERRORS as exc:
                 failures = await self._network_pause(failures, exc)
                 continue
-            failures = 0
+            if failures:
+                # Whichever loop reaches Redis again first says so (once per outage).
+                self._recovered()
+                failures = 0
             if popped is None:
                 continue
             if len(self._running) >= self._capacity + self._prefetch():
