@@ -44,6 +44,7 @@ class History:
         self.interval = interval
         self.index: JobHistoryIndex | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -60,7 +61,8 @@ class History:
                 )
                 await index.open()
                 self.index, self._loop = index, loop
-                self._task = asyncio.create_task(index.run(self.interval))
+                self._stop = asyncio.Event()
+                self._task = asyncio.create_task(index.run(self.interval, stop=self._stop))
         assert self.index is not None
         return self.index
 
@@ -68,7 +70,12 @@ class History:
         task, index = self._task, self.index
         self._task = self.index = None
         if task is not None:
-            task.cancel()
+            # The flag ends the refresh loop even if a cancel is swallowed inside
+            # redis-py (a read cut at the wrong moment); cancel until it is done.
+            self._stop.set()
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if index is not None and self._loop is asyncio.get_running_loop():
