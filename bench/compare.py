@@ -137,11 +137,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for a in adapters:
             lib: dict[str, Any] = {"kind": a.kind, "version": a.version}
             results["libraries"][a.name] = lib
-            ctx.done = lib
             if a.unavailable:
                 lib["unavailable"] = a.unavailable
-                continue
-            for w in workloads:
+        # Workload by workload, every library in turn: the machine's speed drifts
+        # over a run of half an hour, and a library measured all at once, early or
+        # late, would carry that drift into its ratios.
+        for w in workloads:
+            for a in adapters:
+                lib = results["libraries"][a.name]
+                if a.unavailable:
+                    continue
+                ctx.done = lib
                 if w == "W7" and not _w7_wanted(a.name, args):
                     lib[w] = {"skipped": "W7 runs for jobq and BullMQ (use --w7-all)"}
                     continue
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     lib[w] = {"error": _short(exc)}
                     _progress(f"  {a.name} {w} FAILED: {_short(exc)}")
                 lib[w + "_seconds"] = round(time.perf_counter() - started, 2)
-        client.flushall()
+        client.execute_command("FLUSHALL", "SYNC")
         results["machine"]["loadavg_end"] = list(os.getloadavg())
     finally:
         if client is not None:

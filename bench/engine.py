@@ -203,7 +203,7 @@ async def bench_enqueue(url: str, client: Any, cfg: Config) -> dict[str, Any]:
     """W1a sequential add, W1b add_bulk."""
     n = cfg.enqueue_jobs
     out: dict[str, Any] = {}
-    await client.flushall()
+    await client.execute_command("FLUSHALL", "SYNC")  # not freed in the background
     async with Queue("bench-add", connection=url) as queue:
         await queue.add("warmup", payload("i", -1))  # loads the script, opens the connection
         lat_ns: list[float] = []
@@ -225,7 +225,7 @@ async def bench_enqueue(url: str, client: Any, cfg: Config) -> dict[str, Any]:
             "client_cpu_us_per_job": (cpu1 - cpu0) / n * 1e6,
             "server_cpu_us_per_job": (scpu1 - scpu0) / n * 1e6,
         }
-    await client.flushall()
+    await client.execute_command("FLUSHALL", "SYNC")  # not freed in the background
     async with Queue("bench-bulk", connection=url) as queue:
         await queue.add("warmup", payload("i", -1))
         batches = [
@@ -254,7 +254,7 @@ async def bench_enqueue(url: str, client: Any, cfg: Config) -> dict[str, Any]:
 async def bench_drain(url: str, client: Any, cfg: Config, concurrency: int) -> dict[str, Any]:
     """W2: one worker process drains pre-loaded no-op jobs."""
     n = cfg.drain_jobs
-    await client.flushall()
+    await client.execute_command("FLUSHALL", "SYNC")  # not freed in the background
     name = f"bench-drain-c{concurrency}"
     async with Queue(name, connection=url) as queue:
         for s in range(0, n, _BULK_BATCH):
@@ -310,7 +310,7 @@ async def bench_drain(url: str, client: Any, cfg: Config, concurrency: int) -> d
 async def bench_latency(url: str, client: Any, cfg: Config, concurrency: int) -> dict[str, Any]:
     """W3: pickup latency of an idle worker under a steady producer; also idle CPU."""
     total = round(cfg.latency_rate * cfg.latency_seconds)
-    await client.flushall()
+    await client.execute_command("FLUSHALL", "SYNC")  # not freed in the background
     name = f"bench-latency-c{concurrency}"
     async with Queue(name, connection=url) as queue:
         child = _Child(url, name, concurrency, "latency")
@@ -378,7 +378,7 @@ async def bench_latency(url: str, client: Any, cfg: Config, concurrency: int) ->
 async def bench_memory(url: str, client: Any, cfg: Config) -> dict[str, Any]:
     """MEM: server bytes per waiting job."""
     n = cfg.memory_jobs
-    await client.flushall()
+    await client.execute_command("FLUSHALL", "SYNC")  # not freed in the background
     async with Queue("bench-mem", connection=url) as queue:
         await client.ping()
         await asyncio.sleep(0.2)
@@ -467,7 +467,7 @@ async def _run_all(server: RedisServerProcess, cfg: Config) -> dict[str, Any]:
             results["latency"].append(await bench_latency(url, client, cfg, c))
         _progress("MEM memory per waiting job")
         results["memory"] = await bench_memory(url, client, cfg)
-        await client.flushall()
+        await client.execute_command("FLUSHALL", "SYNC")  # not freed in the background
     results["total_seconds"] = time.perf_counter() - t0
     return results
 
