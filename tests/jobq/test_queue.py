@@ -169,6 +169,62 @@ async def test_add_bulk_adds_all_in_order(queue: Queue) -> None:
     assert [j.name for j in waiting] == ["c", "a", "b"]
 
 
+def _mixed_batch(n: int) -> list[tuple[str, Any, JobOptions | None]]:
+    """Plain, LIFO, prioritised, grouped, delayed and named-id jobs, interleaved."""
+    items: list[tuple[str, Any, JobOptions | None]] = []
+    for i in range(n):
+        opts: JobOptions | None = None
+        if i % 7 == 3:
+            opts = JobOptions(lifo=True)
+        elif i % 11 == 5:
+            opts = JobOptions(job_id=f"named-{i}")
+        elif i % 13 == 6:
+            opts = JobOptions(priority=i % 4 + 1)
+        elif i % 17 == 8:
+            opts = JobOptions(group=f"g{i % 3}")
+        elif i % 19 == 9:
+            opts = JobOptions(delay=60_000)
+        items.append((f"job-{i}", {"i": i}, opts))
+    return items
+
+
+async def _placement(client: Redis, queue: Queue) -> dict[str, Any]:
+    k = queue.keys
+    return {
+        "wait": await client.lrange(k.wait, 0, -1),
+        "prio": await client.zrange(k.prio, 0, -1),
+        "delayed": sorted(await client.zrange(k.delayed, 0, -1)),
+        "groups": {g: await client.lrange(k.group(g), 0, -1) for g in ("g0", "g1", "g2")},
+        "ring": sorted(await client.lrange(k.groups, 0, -1)),
+        "next id": await client.get(k.id),
+    }
+
+
+async def test_add_bulk_places_jobs_as_adds_one_at_a_time_do(
+    make_queue: QueueFactory, redis_client: Redis, queue_name: str
+) -> None:
+    # Large enough that the batched wait-list push runs in several chunks.
+    items = _mixed_batch(9_000)
+    one_by_one = await make_queue(queue_name + "-single")
+    for name, data, opts in items:
+        await one_by_one.add(name, data, opts)
+    bulk = await make_queue(queue_name + "-bulk")
+    jobs = await bulk.add_bulk(items)
+    assert [j.name for j in jobs] == [name for name, _, _ in items]
+    expected = await _placement(redis_client, one_by_one)
+    assert len(expected["wait"]) > 7_000
+    assert expected["prio"]
+    assert expected["delayed"]
+    assert all(expected["groups"].values())
+    assert await _placement(redis_client, bulk) == expected
+    # The ids handed back are the stored ones: generated ids follow each other.
+    assert [j.id for j in jobs[:4]] == ["1", "2", "3", "4"]
+    assert jobs[5].id == "named-5"
+    stored = await bulk.get_job(jobs[8_999].id)
+    assert stored is not None
+    assert stored.data == {"i": 8_999}
+
+
 async def test_remove_deletes_job_and_its_logs(queue: Queue, redis_client: Redis) -> None:
     job = await queue.add("a")
     await job.log("hello")

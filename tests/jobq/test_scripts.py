@@ -201,19 +201,22 @@ def test_script_source_expands_includes_and_hashes_the_result() -> None:
 
 
 def test_scripts_carry_only_the_definitions_they_reach() -> None:
-    # add uses create_job, which uses enqueue, which uses enqueue_group...
+    # add uses create_job, which uses enqueue_as, which uses enqueue_group...
     add_text, _ = script_source("add")
-    for needed in ("create_job", "enqueue", "enqueue_group", "add_data_fields", "server_now"):
+    needs = ("create_job", "enqueue_as", "enqueue_group", "push_waiting", "add_data_fields")
+    for needed in needs:
         assert f"local function {needed}(" in add_text
-    # ...and nothing of finishing, which every call would otherwise define anew.
-    for unused in ("finish_into", "keep_trim", "count_minute", "place_group", "job_data"):
-        assert f"local function {unused}(" not in add_text
+    # ...and nothing of finishing, which every call would otherwise define anew, nor
+    # enqueue (it reads what create_job already knows).
+    absent = ("finish_into", "keep_trim", "count_minute", "place_group", "job_data", "enqueue")
+    for name in absent:
+        assert f"local function {name}(" not in add_text
     # A definition reached only through another one is kept (finish_into -> keep_trim).
     finish_text, _ = script_source("finish")
     assert "local function keep_trim(" in finish_text
     # Definitions keep their order: each may use the ones above it.
     assert add_text.index("local function enqueue_group(") < add_text.index(
-        "local function enqueue("
+        "local function enqueue_as("
     )
 
 

@@ -66,6 +66,19 @@ local function absorb(holder, dd, name, data, opts, delay)
   return false
 end
 
+-- Without deduplication every job whose id is blank is created: their ids come
+-- from one INCRBY, in order (as one INCR each would give them).
+local next_id = nil
+if m == 0 then
+  local blank = 0
+  for i = 0, n - 1 do
+    if ARGV[4 + i * 7] == '' then blank = blank + 1 end
+  end
+  if blank > 0 then next_id = redis.call('INCRBY', K_ID, blank) - blank end
+end
+-- Plain waiting jobs are pushed together at the end, in order.
+local pushes = {}
+
 for i = 0, n - 1 do
   local b = 4 + i * 7
   local id, name, data, opts = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -83,8 +96,13 @@ for i = 0, n - 1 do
     end
   end
   if created == 1 then
-    if id == '' then id = tostring(redis.call('INCR', K_ID)) end
-    create_job(prefix, id, name, data, opts, prio, delay, lifo, '', now, maxlen)
+    if id == '' and next_id then
+      next_id = next_id + 1
+      id = tostring(next_id)
+    elseif id == '' then
+      id = tostring(redis.call('INCR', K_ID))
+    end
+    create_job(prefix, id, name, data, opts, prio, delay, lifo, '', now, maxlen, nil, pushes)
     if dd then
       local ddkey = ddprefix .. dd.key
       redis.call('HSET', prefix .. id, 'dk', dd.key)
@@ -101,6 +119,7 @@ for i = 0, n - 1 do
   out[#out + 1] = id
   out[#out + 1] = created
 end
+push_waiting(pushes)
 -- Delayed jobs wake a worker too: it learns the new earliest due time.
 if ready and not is_paused() then wake_workers() end
 return out

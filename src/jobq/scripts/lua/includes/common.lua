@@ -133,20 +133,36 @@ local function group_left_active(jobkey, now, g)
   if redis.call('HGET', K_GSTATE, g) == 'c' then place_group(g, now) end
 end
 
--- Put a job where a worker will find it. front=true serves it next.
-local function enqueue(jobkey, id, front)
-  local pg = redis.call('HMGET', jobkey, 'p', 'g')
-  local prio = pg[1]
-  if pg[2] then
-    enqueue_group(pg[2], id, front)
+-- Put a job where a worker will find it: its group's list, the priority set or
+-- the wait list. front=true serves it next. prio and g as the job hash holds
+-- them (nil: none). With `pushes`, a plain job's id is only appended there (the
+-- caller pushes them all with push_waiting).
+local function enqueue_as(id, prio, g, front, pushes)
+  if g then
+    enqueue_group(g, id, front)
   elseif prio then
     local c = redis.call('HINCRBY', K_META, 'pc', 1) % ORDER_MID
     local order = front and (ORDER_MID - c) or (ORDER_MID + c)
     redis.call('ZADD', K_PRIO, tonumber(prio) * PRIO_SHIFT + order, id)
   elseif front then
     redis.call('RPUSH', K_WAIT, id)
+  elseif pushes then
+    pushes[#pushes + 1] = id
   else
     redis.call('LPUSH', K_WAIT, id)
+  end
+end
+
+-- Put a waiting job where a worker claims it, as its hash says.
+local function enqueue(jobkey, id, front)
+  local pg = redis.call('HMGET', jobkey, 'p', 'g')
+  enqueue_as(id, pg[1], pg[2], front)
+end
+
+-- LPUSH ids gathered by enqueue_as, in their order (as one LPUSH each would).
+local function push_waiting(pushes)
+  for i = 1, #pushes, 4000 do
+    redis.call('LPUSH', K_WAIT, unpack(pushes, i, math.min(i + 3999, #pushes)))
   end
 end
 
@@ -319,9 +335,10 @@ end
 -- extra: '' or a JSON object kept in field 'x' (handed to the worker at claim).
 -- children: optional list of child job keys; when given, the job waits in
 -- waiting-children until every child has finished (see child_done.lua).
+-- pushes: optional list that collects plain waiting ids (see enqueue_as).
 -- Returns nothing; the caller wakes workers once for a whole batch.
 local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra, now, maxlen,
-                          children)
+                          children, pushes)
   local jobkey = prefix .. id
   local fields = {'n', name, 't', now}
   -- Pieces only help while every other field fits the listpack limit too.
@@ -336,9 +353,14 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
   if prio ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = prio end
   if delay > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = delay end
   if extra ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = extra end
+  local group = nil
   if opts ~= '' and string.find(opts, '"group"', 1, true) then
-    local group = cjson.decode(opts)['group']
-    if type(group) == 'string' then fields[#fields + 1] = 'g'; fields[#fields + 1] = group end
+    group = cjson.decode(opts)['group']
+    if type(group) == 'string' then
+      fields[#fields + 1] = 'g'; fields[#fields + 1] = group
+    else
+      group = nil
+    end
   end
   redis.call('HSET', jobkey, unpack(fields))
   if children and #children > 0 then
@@ -349,7 +371,7 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
     redis.call('ZADD', K_DELAYED, now + delay, id)
     emit(maxlen, 'e', 'delayed', 'id', id, 'name', name, 'delay', delay)
   else
-    enqueue(jobkey, id, lifo)
+    enqueue_as(id, prio ~= '' and prio or nil, group, lifo, pushes)
     emit(maxlen, 'e', 'added', 'id', id, 'name', name)
   end
 end
