@@ -78,6 +78,8 @@ _MAX_KEPT_ERRORS = 25
 #: Prefetch only while the average processor call takes this long (s): shorter
 #: jobs run out faster than a round trip anyway (two calls in flight feed them),
 #: and behind longer ones a held job could wait while another worker is idle.
+# The scripts a worker calls on every claim and heartbeat (loaded when it connects).
+_WORKER_SCRIPTS = ("claim", "finish", "extend")
 _PREFETCH_FROM_S = 0.001
 _PREFETCH_UNTIL_S = 0.05
 
@@ -359,6 +361,9 @@ class Worker:
                         q.client, q.keys, commands=_security.WORKER_COMMANDS
                     )
                     self._bclient = self.queue.blocking_client(self.options.block_ms / 1000)
+                # The first claims find their scripts cached (a new or restarted
+                # server has none): no NOSCRIPT round trip while jobs wait.
+                await self.queue.scripts.load_all(_WORKER_SCRIPTS)
                 await self._heartbeat_once()  # registers the worker as alive before it claims
             except (ServerUnreachableError, *_NETWORK_ERRORS) as exc:
                 await self.queue.close()

@@ -26,6 +26,7 @@ from jobq import (
     Worker,
     WorkerOptions,
 )
+from jobq.scripts import script_source
 from tests.conftest import WorkerFactory
 from tests.jobq import _procs
 
@@ -562,6 +563,23 @@ async def test_connect_registers_the_worker_and_claims_nothing_until_run(
         await worker.close()
         await runner
     assert await queue.get_workers() == []
+
+
+async def test_connect_loads_the_scripts_a_worker_calls(
+    queue: Queue, redis_url: str, redis_client: Redis
+) -> None:
+    shas = [script_source(name)[1] for name in ("claim", "finish", "extend")]
+    await redis_client.script_flush()  # as a new or restarted server has none
+
+    async def process(job: Job) -> None:
+        raise AssertionError("never run")
+
+    worker = Worker(queue.name, process, connection=redis_url, install_signal_handlers=False)
+    await worker.connect()
+    try:
+        assert await redis_client.script_exists(*shas) == [True, True, True]
+    finally:
+        await worker.close()
 
 
 async def test_a_worker_connected_then_closed_unregisters_without_running(

@@ -344,9 +344,10 @@ class QueueScripts:
             await self.client.script_load(text)  # SCRIPT LOAD (every primary of a cluster)
             return await self._execute(command)
 
-    async def load_all(self) -> None:
-        """Load every script now, so the first real call finds it cached."""
-        for name in SCRIPT_NAMES:
+    async def load_all(self, names: Sequence[str] = SCRIPT_NAMES) -> None:
+        """Load these scripts (default: every one) now, so the first real call finds
+        them cached instead of being answered NOSCRIPT and sent again."""
+        for name in names:
             text, _ = script_source(name)
             await self.client.script_load(text)  # SCRIPT LOAD (every primary of a cluster)
 
