@@ -128,7 +128,7 @@ async def test_close_hands_back_jobs_waiting_for_their_batch(
                 break
     # The event can arrive before the worker has read the claim's reply.
     async with asyncio.timeout(10):
-        while worker.running != 1:
+        while worker.running != 1:  # noqa: ASYNC110 - no event marks this state
             await asyncio.sleep(0.005)
     await worker.close()
     assert await queue.get_job_state(job.id) == "waiting"
