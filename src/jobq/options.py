@@ -484,10 +484,13 @@ class WorkerOptions:
     batch_wait: how long (ms) to wait for a batch to fill before running it.
     prefetch: claimed jobs held beyond ``concurrency``, ready to start the moment
         a slot frees (no round trip to the server between two jobs). Held jobs
-        are leased and renewed like running ones and handed back at shutdown.
+        are leased and renewed like running ones and handed back at shutdown;
+        if the worker dies they are recovered as stalled, like its running ones.
         None (the default): a quarter of ``concurrency`` (at least 1), and only
         while jobs take 1-50 ms on average (longer ones: a held job would wait
-        behind them while another worker could run it); 0: none.
+        behind them while another worker could run it); none with
+        ``concurrency=1``, where a job that kills its worker must take no other
+        job with it; 0: none.
     """
 
     concurrency: int = 1

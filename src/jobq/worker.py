@@ -231,8 +231,12 @@ class Worker:
         self._avg_run: float | None = None  # moving average of processor run time (s)
         if opts.prefetch is not None:
             self._prefetch_max = opts.prefetch
+        elif opts.batch_size or opts.concurrency == 1:
+            # One slot is chosen for isolation: a held job would die with a job
+            # that kills the worker, and be counted a stall each time it does.
+            self._prefetch_max = 0
         else:
-            self._prefetch_max = 0 if opts.batch_size else max(1, opts.concurrency // 4)
+            self._prefetch_max = max(1, opts.concurrency // 4)
         self._claim_launches = 0
         self._wake_at: float | None = None
         self._limited_until = 0.0

@@ -505,6 +505,26 @@ async def test_prefetch_holds_claimed_jobs_beyond_the_slots_only_when_asked(
         assert 2 < peak_active <= 2 + prefetch
 
 
+async def test_a_one_slot_worker_holds_no_job_beyond_the_one_it_runs(
+    queue: Queue, start_worker: WorkerFactory
+) -> None:
+    """With concurrency 1 (isolation: a job that kills its worker takes no other job
+    with it, and no innocent job uses up its stall allowance) nothing is prefetched,
+    even for short jobs."""
+    peak_active = 0
+
+    async def process(job: Job) -> None:
+        nonlocal peak_active
+        peak_active = max(peak_active, (await queue.get_job_counts()).active)
+        await asyncio.sleep(0.005)
+
+    await start_worker(process, options=WorkerOptions(concurrency=1))
+    jobs = await queue.add_bulk([("short", {"i": i}) for i in range(40)])
+    for j in jobs:
+        await j.wait_until_finished(20)
+    assert peak_active == 1
+
+
 async def test_prefetched_jobs_are_handed_back_at_shutdown_and_none_is_lost(
     queue: Queue, start_worker: WorkerFactory
 ) -> None:
