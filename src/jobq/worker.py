@@ -368,6 +368,8 @@ class Worker:
                 # The first claims find their scripts cached (a new or restarted
                 # server has none): no NOSCRIPT round trip while jobs wait.
                 await self.queue.scripts.load_all(_WORKER_SCRIPTS)
+                # The worker's hash first: whoever sees it registered sees it whole.
+                await self._stats.flush()
                 await self._heartbeat_once()  # registers the worker as alive before it claims
             except (ServerUnreachableError, *_NETWORK_ERRORS) as exc:
                 await self.queue.close()
