@@ -109,6 +109,7 @@ async def _child_main(args: argparse.Namespace) -> None:
         connection=settings,
         options=WorkerOptions(
             concurrency=args.concurrency,
+            prefetch=args.prefetch,
             lease=args.lease_ms,
             max_stalled=args.max_stalled,
             shutdown_grace=args.grace_ms,
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grace-ms", type=int, default=30_000)
     parser.add_argument("--block-ms", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--prefetch", type=int, default=None)
     parser.add_argument("--socket-timeout", type=float, default=10.0)
     parser.add_argument("--events-max-len", type=int, default=10_000)
     parser.add_argument("--max-sleep", type=float, default=3600.0)
