@@ -131,7 +131,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scratch = tempfile.TemporaryDirectory(prefix="bench-compare-")
     try:
         url = _bench_url(server)
-        client = redis.Redis.from_url(url)
+        # No 5 s read timeout (redis-py's default): a synchronous FLUSHALL of the
+        # millions of keys W5 and W7 leave takes longer than that on a slow machine.
+        client = redis.Redis.from_url(url, socket_timeout=600)
         results["machine"] = _machine(client, server)
         ctx = Ctx(url, client, env.child_env(Path(scratch.name)), sizes, _progress)
         for a in adapters:
