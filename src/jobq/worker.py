@@ -78,10 +78,10 @@ _MAX_KEPT_ERRORS = 25
 #: Prefetch only while the average processor call takes this long (s): shorter
 #: jobs run out faster than a round trip anyway (two calls in flight feed them),
 #: and behind longer ones a held job could wait while another worker is idle.
-# The scripts a worker calls on every claim and heartbeat (loaded when it connects).
-_WORKER_SCRIPTS = ("claim", "finish", "extend")
 _PREFETCH_FROM_S = 0.001
 _PREFETCH_UNTIL_S = 0.05
+#: The scripts a worker calls on every claim and heartbeat (loaded when it connects).
+_WORKER_SCRIPTS = ("claim", "finish", "extend")
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,8 +368,6 @@ class Worker:
                 # The first claims find their scripts cached (a new or restarted
                 # server has none): no NOSCRIPT round trip while jobs wait.
                 await self.queue.scripts.load_all(_WORKER_SCRIPTS)
-                # The worker's hash first: whoever sees it registered sees it whole.
-                await self._stats.flush()
                 await self._heartbeat_once()  # registers the worker as alive before it claims
             except (ServerUnreachableError, *_NETWORK_ERRORS) as exc:
                 await self.queue.close()
@@ -663,6 +661,9 @@ class Worker:
     async def _heartbeat_once(self) -> None:
         """Renew the leases of all running jobs in one call."""
         o = self.options
+        # The worker's hash before its registration is renewed: whoever sees it
+        # registered (the first time too) sees it whole.
+        await self._stats.flush()  # this worker's hash and per-minute figures (jobq.stats)
         pairs = [(j, r.job.token or "") for j, r in self._running.items() if not r.abandoned]
         renewed, stalled_failed = await self.queue.scripts.extend(
             pairs,
@@ -684,7 +685,6 @@ class Worker:
                 )
         for job_id in stalled_failed:
             self._spawn_stalled_handler(job_id)
-        await self._stats.flush()  # this worker's hash and per-minute figures (jobq.stats)
         if await self.queue.client.llen(self.queue.keys.outbox):
             self._deliver_to_parents()
         await self._dead_letters.refresh()  # the queue's dead-letter setting; sweeps now and then

@@ -355,12 +355,8 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
   if extra ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = extra end
   local group = nil
   if opts ~= '' and string.find(opts, '"group"', 1, true) then
-    group = cjson.decode(opts)['group']
-    if type(group) == 'string' then
-      fields[#fields + 1] = 'g'; fields[#fields + 1] = group
-    else
-      group = nil
-    end
+    local g = cjson.decode(opts)['group']
+    if type(g) == 'string' then group = g; fields[#fields + 1] = 'g'; fields[#fields + 1] = g end
   end
   redis.call('HSET', jobkey, unpack(fields))
   if children and #children > 0 then
