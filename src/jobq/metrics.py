@@ -452,7 +452,7 @@ class WorkerMetrics:
 
 
 def _failure_outcomes(worker: Worker, job: Job, exc: BaseException) -> list[Outcome]:
-    """What the worker will make of ``exc`` (mirrors Worker._failure)."""
+    """What the worker will make of ``exc`` (mirrors jobq._outcome.Outcomes.failure)."""
     if isinstance(exc, RateLimitedError):
         return []  # put back without spending an attempt
     final = isinstance(exc, UnrecoverableError) or job.attempts_made + 1 >= job.options.attempts

@@ -16,26 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
-import contextvars
 import inspect
-import json
 import logging
 import math
-import multiprocessing
 import os
 import random
 import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -47,18 +40,18 @@ from . import scheduler as _scheduler
 from . import security as _security
 from . import serialization
 from . import tracing as _tracing
+from ._claimed import ClaimDecoder
+from ._outcome import BackoffStrategy, Outcome, Outcomes
+from ._runner import ChildJob, ProcessorRunner
 from .deadletter import DeadLetterRouter
 from .errors import (
     JobStalledError,
-    JobTimeoutError,
-    PayloadError,
-    RateLimitedError,
     ServerUnreachableError,
     UnrecoverableError,
 )
 from .flows import deliver_outbox
-from .job import AttemptError, Job
-from .options import JobOptions, KeepJobs, RateLimit, WorkerOptions
+from .job import Job
+from .options import RateLimit, WorkerOptions
 from .queue import ConnectionLike, Queue
 from .scripts import ClaimedJob, ClaimReply, FinishItem
 from .signing import JobSigner
@@ -70,11 +63,8 @@ log = logging.getLogger("jobq.worker")
 
 Processor = Callable[[Job], Awaitable[Any]] | Callable[[Job], Any]
 FailedJobHandler = Callable[[Job, BaseException], Awaitable[None] | None]
-BackoffStrategy = Callable[[int, BaseException, Job], int | float | timedelta]
 
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-_MAX_STACK = 8_000
-_MAX_KEPT_ERRORS = 25
 #: Prefetch only while the average processor call takes this long (s): shorter
 #: jobs run out faster than a round trip anyway (two calls in flight feed them),
 #: and behind longer ones a held job could wait while another worker is idle.
@@ -82,39 +72,6 @@ _PREFETCH_FROM_S = 0.001
 _PREFETCH_UNTIL_S = 0.05
 #: The scripts a worker calls on every claim and heartbeat (loaded when it connects).
 _WORKER_SCRIPTS = ("claim", "finish", "extend")
-
-
-@dataclass(frozen=True, slots=True)
-class ChildJob:
-    """What a processor running in a child process sees of its job."""
-
-    id: str
-    name: str
-    data: Any
-    queue_name: str
-    attempts_made: int
-
-
-def _run_in_child(processor: Callable[[ChildJob], Any], job: ChildJob) -> bytes:
-    """Entry point in the child process: run, then encode the result there."""
-    return serialization.encode(processor(job), limit=None, what="return value")
-
-
-def _run_batch_in_child(
-    processor: Callable[[list[ChildJob]], Any], jobs: list[ChildJob]
-) -> list[bytes | BaseException]:
-    """Entry point in the child process for a batch: one encoded outcome per job."""
-    results = processor(jobs)
-    if not isinstance(results, list | tuple) or len(results) != len(jobs):
-        raise TypeError(
-            f"a batch processor must return a list with one outcome per job ({len(jobs)})"
-        )
-    return [
-        r
-        if isinstance(r, BaseException)
-        else serialization.encode(r, limit=None, what="return value")
-        for r in results
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +90,6 @@ class _Running:
     #: time.monotonic() when the processor was handed the job; inf while it waits
     #: in the prefetch buffer.
     started: float = field(default_factory=time.monotonic)
-
-
-def _keep(k: KeepJobs) -> tuple[int, int]:
-    count, age = k.to_json()
-    return count, age
 
 
 class Worker:
@@ -182,7 +134,6 @@ class Worker:
         if overrides:
             opts = WorkerOptions(**{**_fields(opts), **overrides})
         self.options = opts
-        self.processor = processor
         self.failed_job_handler = failed_job_handler
         self.backoff_strategies = dict(backoff_strategies or {})
         self.install_signal_handlers = install_signal_handlers
@@ -196,16 +147,12 @@ class Worker:
         )
         self.name = name
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._is_async = inspect.iscoroutinefunction(processor) or inspect.iscoroutinefunction(
-            getattr(processor, "__call__", None)  # noqa: B004 - async callables too
+        self._runner = ProcessorRunner(
+            processor,
+            name=name,
+            processes=opts.processes,
+            threads=opts.threads or opts.concurrency,
         )
-        if opts.processes and self._is_async:
-            from .errors import ConfigurationError
-
-            raise ConfigurationError(
-                "processes=N runs a plain def processor in child processes; "
-                f"{getattr(processor, '__name__', processor)!r} is async"
-            )
         self._running: dict[str, _Running] = {}
         self._results: list[tuple[FinishItem, Job, BaseException | None]] = []
         self._wake = asyncio.Event()
@@ -224,7 +171,6 @@ class Worker:
         # Claim slots asked for by calls in flight, and claim calls launched so far.
         self._reserved = 0
         self._reporting: set[str] = set()  # ids whose outcome a call in flight reports
-        self._options_cache: dict[tuple[bytes | None, int | None, int], JobOptions] = {}
         # Jobs running (one task each) and claimed jobs waiting for a slot (prefetch).
         self._executing = 0
         self._ready: collections.deque[_Running] = collections.deque()
@@ -242,8 +188,6 @@ class Worker:
         self._limited_until = 0.0
         self._grace_cut = asyncio.Event()
         self._bclient: Redis | None = None
-        self._thread_pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._outage_since: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -255,8 +199,14 @@ class Worker:
         self._batch_due: float | None = None
         self._limiter_max = opts.limiter.max if opts.limiter else 0
         self._limiter_ms = opts.limiter.duration_ms if opts.limiter else 0
-        self.jobs_processed = 0
-        self.jobs_failed = 0
+        self._outcomes = Outcomes(
+            name,
+            self.id,
+            payload_limit=self.queue.max_payload_bytes,
+            encoded_in_children=bool(opts.processes),
+            strategies=self.backoff_strategies,
+        )
+        self._claims = ClaimDecoder(self.queue, self.id)
         self._dead_letters = DeadLetterRouter(self.queue, opts.events_max_len)
         self._stats = WorkerStats(
             self.queue,
@@ -270,6 +220,27 @@ class Worker:
         )
 
     # -- public ------------------------------------------------------------
+    @property
+    def processor(self) -> Processor:
+        """The function run on each job (may be replaced before :meth:`run`, e.g. by
+        :func:`jobq.metrics.instrument`)."""
+        processor: Processor = self._runner.processor
+        return processor
+
+    @processor.setter
+    def processor(self, fn: Processor) -> None:
+        self._runner.processor = fn
+
+    @property
+    def jobs_processed(self) -> int:
+        """Jobs this worker completed."""
+        return self._outcomes.processed
+
+    @property
+    def jobs_failed(self) -> int:
+        """Jobs this worker failed for good."""
+        return self._outcomes.failed
+
     @property
     def running(self) -> int:
         """Jobs running now."""
@@ -321,14 +292,7 @@ class Worker:
         if not connected:  # closed while waiting for Redis
             self._closed.set()
             return
-        if not self._is_async:
-            if self.options.processes:
-                self._process_pool = self._new_process_pool()
-            else:
-                self._thread_pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.options.threads or self.options.concurrency,
-                    thread_name_prefix=f"jobq-{self.name}",
-                )
+        self._runner.start()
         installed = self._install_signals()
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="jobq-heartbeat")
         marker = asyncio.create_task(self._marker_loop(), name="jobq-marker")
@@ -713,7 +677,7 @@ class Worker:
 
     # -- running jobs --------------------------------------------------------
     def _start(self, cj: ClaimedJob) -> None:
-        job = self._job_from_claim(cj)
+        job = self._claims.job(cj, self._loop)
         if self.options.batch_size:
             run = _Running(job)
             self._running[job.id] = run
@@ -770,70 +734,6 @@ class Worker:
         elif self._batch_due is None:
             self._batch_due = self._loop.time() + self.options.batch_wait_ms / 1000
 
-    def _decode_options(self, raw: bytes | None, priority: int | None, delay: int) -> JobOptions:
-        """Decoded options, from a small cache: jobs of one kind share their options
-        (JobOptions is immutable, so one instance serves them all)."""
-        key = (raw, priority, delay)
-        opts = self._options_cache.get(key)
-        if opts is None:
-            opts = Job.decode_options(raw, priority, delay)
-            if len(self._options_cache) >= 256:
-                self._options_cache.clear()
-            self._options_cache[key] = opts
-        return opts
-
-    def _job_from_claim(self, cj: ClaimedJob) -> Job:
-        corrupt: str | None = None
-        data: Any = None
-        signer = self.queue.signer
-        refusal = None
-        if signer is not None:
-            refusal = signer.verify(self.queue.keys.prefix, self.name, cj.name, cj.data, cj.opts)
-        try:
-            if refusal is None:  # data nobody vouches for is not even decoded
-                data = serialization.decode(cj.data, what=f"job {cj.id} data")
-        except serialization.SerializationError as exc:
-            corrupt = str(exc)
-        try:
-            opts = self._decode_options(cj.opts, cj.priority, cj.delay)
-            errors = Job.decode_errors(cj.errors)
-            extra = Job.decode_extra(cj.extra)
-        except (ValueError, TypeError, KeyError) as exc:
-            corrupt = corrupt or f"job {cj.id}: corrupt options: {exc}"
-            opts, errors, extra = JobOptions(), [], {}
-        progress: Any = 0
-        if cj.progress:
-            with contextlib.suppress(ValueError):
-                progress = json.loads(cj.progress)
-        job = Job(
-            self.queue,
-            cj.id,
-            cj.name,
-            data,
-            opts,
-            timestamp=cj.created,
-            attempts_made=cj.attempts_made,
-            attempts_started=cj.attempts_started,
-            stalls=cj.stalls,
-            progress=progress,
-            errors=errors,
-            processed_on=None,
-            token=cj.token,
-            corrupt_reason=corrupt,
-            extra=extra,
-        )
-        job._loop = self._loop
-        if refusal is not None:
-            job.refusal = refusal
-            log.warning(
-                "job %s of queue %r will fail without running: %s",
-                cj.id,
-                self.name,
-                refusal,
-                extra=_logs.job_fields(job, self.id),
-            )
-        return job
-
     async def _execute(self, run: _Running) -> None:
         job = run.job
         try:
@@ -841,7 +741,7 @@ class Worker:
                 why = _unrunnable(job)
                 if why is not None:
                     raise UnrecoverableError(why)
-                outcome = self._success(job, await self._invoke(job))
+                outcome = self._outcomes.success(job, await self._invoke(job))
             except asyncio.CancelledError as exc:
                 if run.cancelled_by_worker:
                     return  # the shutdown hands this job back itself
@@ -855,7 +755,7 @@ class Worker:
 
     async def _execute_batch(self, runs: list[_Running]) -> None:
         """Run one batch; every job gets its own outcome."""
-        outcomes: dict[str, tuple[FinishItem, BaseException | None]] = {}
+        outcomes: dict[str, Outcome] = {}
         good: list[Job] = []
         for r in runs:
             why = _unrunnable(r.job)
@@ -876,7 +776,7 @@ class Worker:
                     if isinstance(result, BaseException):
                         outcomes[job.id] = self._settle_error(job, result)
                     else:
-                        outcomes[job.id] = self._success(job, result)
+                        outcomes[job.id] = self._outcomes.success(job, result)
             except asyncio.CancelledError as exc:
                 if runs[0].cancelled_by_worker:
                     return
@@ -889,38 +789,14 @@ class Worker:
         for r in runs:
             self._deliver_outcome(r, outcomes[r.job.id])
 
-    def _deliver_outcome(
-        self, run: _Running, outcome: tuple[FinishItem, BaseException | None]
-    ) -> None:
+    def _deliver_outcome(self, run: _Running, outcome: Outcome) -> None:
         if not run.abandoned:
             item, exc = outcome
             self._results.append((item, run.job, exc))
             self._stats.record(item.kind, run)
             self._wake.set()
 
-    def _success(self, job: Job, result: Any) -> tuple[FinishItem, BaseException | None]:
-        if result is None:
-            encoded = b"null"  # the common case, without the encoder's checks
-        elif isinstance(result, bytes) and self.options.processes:
-            encoded = result  # already encoded in the child
-        else:
-            try:
-                encoded = serialization.encode(
-                    result, limit=self.queue.max_payload_bytes, what="return value"
-                )
-            except PayloadError as exc:
-                return self._failure(
-                    job, UnrecoverableError(f"the return value cannot be stored: {exc}")
-                )
-        count, age = _keep(job.options.keep_completed)
-        self.jobs_processed += 1
-        return FinishItem(job.id, job.token or "", "c", encoded, b"", 0, count, age), None
-
-    def _settle_error(
-        self, job: Job, exc: BaseException
-    ) -> tuple[FinishItem, BaseException | None]:
-        if isinstance(exc, RateLimitedError):
-            return FinishItem(job.id, job.token or "", "l", b"", b"", exc.delay_ms), None
+    def _settle_error(self, job: Job, exc: BaseException) -> Outcome:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             log.error(
                 "processor of job %s raised %s; the worker shuts down",
@@ -929,7 +805,7 @@ class Worker:
                 extra=_logs.job_fields(job, self.id),
             )
             self._background_task(self.close())
-        return self._failure(job, exc)
+        return self._outcomes.error(job, exc)
 
     async def _invoke(self, arg: Job | list[Job]) -> Any:
         """Run the processor on one job, or on a batch (a list of jobs), with the job
@@ -937,112 +813,10 @@ class Worker:
         token = _logs.bind(arg, self.id)
         try:
             if _tracing.enabled:
-                return await _tracing.process(self.name, self.id, arg, self._call_processor(arg))
-            return await self._call_processor(arg)
+                return await _tracing.process(self.name, self.id, arg, self._runner.call(arg))
+            return await self._runner.call(arg)
         finally:
             _logs.unbind(token)
-
-    async def _call_processor(self, arg: Job | list[Job]) -> Any:
-        jobs = arg if isinstance(arg, list) else [arg]
-        limits = [j.options.timeout_ms for j in jobs if j.options.timeout_ms is not None]
-        timeout = min(limits) if limits else None
-        job = jobs[0]
-        loop = asyncio.get_running_loop()
-        call: Awaitable[Any]
-        fn: Any = self.processor
-        if self._is_async:
-            call = fn(arg)
-        elif self._process_pool is not None:
-            children = [ChildJob(j.id, j.name, j.data, j.queue_name, j.attempts_made) for j in jobs]
-            if isinstance(arg, list):
-                call = loop.run_in_executor(self._process_pool, _run_batch_in_child, fn, children)
-            else:
-                call = loop.run_in_executor(self._process_pool, _run_in_child, fn, children[0])
-        else:
-            # In the job's context: its log fields and trace span reach the thread.
-            call = loop.run_in_executor(self._thread_pool, contextvars.copy_context().run, fn, arg)
-        try:
-            if timeout is None:
-                return await call
-            # asyncio.timeout, not wait_for: wait_for runs the processor in a Task of
-            # its own, and a KeyboardInterrupt/SystemExit raised in a Task escapes the
-            # event loop instead of reaching the code that records the failure.
-            try:
-                async with asyncio.timeout(timeout / 1000):
-                    return await call
-            except TimeoutError as exc:
-                raise JobTimeoutError(
-                    f"job {job.id} ({job.name!r}) ran longer than its timeout of {timeout} ms"
-                ) from exc
-        except BrokenProcessPool as exc:
-            self._replace_broken_pool()
-            raise RuntimeError(f"the child process running job {job.id} died") from exc
-
-    def _failure(self, job: Job, exc: BaseException) -> tuple[FinishItem, BaseException | None]:
-        attempt = job.attempts_made + 1
-        reason = str(exc) or type(exc).__name__
-        try:
-            stack = "".join(traceback.format_exception(exc))[-_MAX_STACK:]
-        except MemoryError:
-            # The failed attempt may still hold what exhausted memory (its frames
-            # live on in the traceback): let them go and record the failure plainly.
-            traceback.clear_frames(exc.__traceback__)
-            stack = f"{type(exc).__name__} (stack trace not kept: out of memory)"
-        err = AttemptError(attempt, reason, type(exc).__name__, stack, int(time.time() * 1000))
-        job.errors.append(err)
-        errors = json.dumps([e.to_json() for e in job.errors[-_MAX_KEPT_ERRORS:]]).encode()
-        final = isinstance(exc, UnrecoverableError) or attempt >= job.options.attempts
-        # The exception's type only: its message often quotes the job's data.
-        fields = _logs.job_fields(job, self.id)
-        if final:
-            self.jobs_failed += 1
-            count, age = _keep(job.options.keep_failed)
-            log.warning(
-                "job %s of queue %r failed for good on attempt %d of %d (%s)",
-                job.id,
-                self.name,
-                attempt,
-                job.options.attempts,
-                type(exc).__name__,
-                extra=fields,
-            )
-            return FinishItem(job.id, job.token or "", "f", reason, errors, 0, count, age), exc
-        delay = self._backoff_ms(job, attempt, exc)
-        log.info(
-            "job %s of queue %r failed attempt %d of %d (%s); retry in %d ms",
-            job.id,
-            self.name,
-            attempt,
-            job.options.attempts,
-            type(exc).__name__,
-            delay,
-            extra=fields,
-        )
-        return FinishItem(job.id, job.token or "", "r", reason, errors, delay), None
-
-    def _backoff_ms(self, job: Job, attempt: int, exc: BaseException) -> int:
-        b = job.options.backoff
-        if b is None:
-            return 0
-        ms = b.compute(attempt)
-        if ms is not None:
-            return ms
-        strategy = self.backoff_strategies.get(b.type)
-        if strategy is None:
-            log.error(
-                "job %s: backoff strategy %r is not registered on this worker "
-                "(Worker(backoff_strategies={%r: fn})); waiting %d ms instead",
-                job.id,
-                b.type,
-                b.type,
-                b.delay,
-                extra=_logs.job_fields(job, self.id),
-            )
-            return b.delay
-        value = strategy(attempt, exc, job)
-        if isinstance(value, timedelta):
-            return max(0, int(value.total_seconds() * 1000))
-        return max(0, int(value))
 
     # -- failure hooks ---------------------------------------------------------
     def _spawn_handler(self, job: Job, exc: BaseException) -> None:
@@ -1133,10 +907,7 @@ class Worker:
                 await asyncio.sleep(0.2 * (attempt + 1))
 
     async def _release(self) -> None:
-        if self._thread_pool is not None:
-            self._thread_pool.shutdown(wait=False, cancel_futures=True)
-        if self._process_pool is not None:
-            self._process_pool.shutdown(wait=False, cancel_futures=True)
+        self._runner.shutdown()
         if self._bclient is not None:
             await self._bclient.aclose()
         with contextlib.suppress(*_NETWORK_ERRORS):
@@ -1229,18 +1000,6 @@ class Worker:
                 "worker %s reconnected after %.1f s", self.id, time.monotonic() - self._outage_since
             )
             self._outage_since = None
-
-    def _new_process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        return concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.options.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-        )
-
-    def _replace_broken_pool(self) -> None:
-        old = self._process_pool
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=False)
-        self._process_pool = self._new_process_pool()
 
 
 def _unrunnable(job: Job) -> str | None:
