@@ -43,6 +43,7 @@ from . import tracing as _tracing
 from ._claimed import ClaimDecoder
 from ._outcome import BackoffStrategy, Outcome, Outcomes
 from ._runner import ChildJob, ProcessorRunner
+from .connection import is_cluster
 from .deadletter import DeadLetterRouter
 from .errors import (
     JobStalledError,
@@ -168,6 +169,7 @@ class Worker:
         self._wake_seq = 0
         # Set when a claim call failed on the network: its jobs may be ours.
         self._claims_in_doubt = False
+        self._pickup_want = 0  # slots the marker loop's pick-up holds while it blocks
         # Claim slots asked for by calls in flight, and claim calls launched so far.
         self._reserved = 0
         self._reporting: set[str] = set()  # ids whose outcome a call in flight reports
@@ -306,6 +308,8 @@ class Worker:
             await self._main_loop()
         finally:
             await self._stop_marker(marker)
+            if self._claims_in_doubt:  # a pick-up cut short may have claimed jobs
+                await self._release_stranded()
             try:
                 await self._drain_running()
             finally:
@@ -392,7 +396,6 @@ class Worker:
         assert self._loop is not None
         failures = 0
         calls: set[asyncio.Task[_CallResult]] = set()
-        lane = max(1, -(-self._capacity // self._MAX_CALLS))
         try:
             while not self._closing:
                 done = [t for t in calls if t.done()]
@@ -409,10 +412,10 @@ class Worker:
                         await self._release_stranded()
                 if done:
                     continue
-                free = self._capacity + self._prefetch() - len(self._running) - self._reserved
+                free = self._free()
                 now = self._loop.time()
                 limited = now < self._limited_until
-                want = min(free, lane) if free > 0 and not limited else 0
+                want = self._claimable()
                 batch = self._results
                 if len(calls) < self._MAX_CALLS and (batch or (want > 0 and self._maybe_work)):
                     self._results = []
@@ -440,12 +443,39 @@ class Worker:
                     else:
                         self._wake_at = None
                         self._maybe_work = True
+                        if self._pickup_want:
+                            # The marker loop's pick-up holds the free slots: wake it
+                            # (or another idle worker) as an add would.
+                            self._background_task(self._poke_marker())
         finally:
             # Calls in flight still bring outcomes and jobs: take them in (the
             # shutdown runs or hands back what they claimed).
             for task in calls:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(task)
+
+    def _free(self) -> int:
+        """Slots (and prefetch places) neither taken nor asked for by a call in flight."""
+        return self._capacity + self._prefetch() - len(self._running) - self._reserved
+
+    def _claimable(self) -> int:
+        """How many jobs one claim may ask for now (at most half the slots, as a call)."""
+        assert self._loop is not None
+        free = self._free()
+        if free <= 0 or self._loop.time() < self._limited_until:
+            return 0
+        return min(free, max(1, -(-self._capacity // self._MAX_CALLS)))
+
+    def _claim_options(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "lease_ms": o.lease_ms,
+            "max_stalled": o.max_stalled,
+            "limiter_max": self._limiter_max,
+            "limiter_ms": self._limiter_ms,
+            "worker_id": self.id,
+            "events_max_len": o.events_max_len,
+        }
 
     def _launch(
         self, batch: list[tuple[FinishItem, Job, BaseException | None]], want: int
@@ -496,18 +526,8 @@ class Worker:
     async def _report_and_claim(
         self, batch: list[tuple[FinishItem, Job, BaseException | None]], want: int
     ) -> ClaimReply | None:
-        o = self.options
-        scripts = self.queue.scripts
         if not batch:
-            return await scripts.claim(
-                count=want,
-                lease_ms=o.lease_ms,
-                max_stalled=o.max_stalled,
-                limiter_max=self._limiter_max,
-                limiter_ms=self._limiter_ms,
-                worker_id=self.id,
-                events_max_len=o.events_max_len,
-            )
+            return await self.queue.scripts.claim(count=want, **self._claim_options())
         codes, reply = await self._finish([b[0] for b in batch], want)
         for (item, job, exc), code in zip(batch, codes, strict=True):
             if code != 1:
@@ -532,17 +552,11 @@ class Worker:
         self, items: list[FinishItem], want: int
     ) -> tuple[list[int], ClaimReply | None]:
         """Report outcomes (and claim up to ``want`` more) in one script call."""
-        o = self.options
         return await self.queue.scripts.finish(
             items,
             claim_count=want,
-            lease_ms=o.lease_ms,
-            max_stalled=o.max_stalled,
-            limiter_max=self._limiter_max,
-            limiter_ms=self._limiter_ms,
-            worker_id=self.id,
-            events_max_len=o.events_max_len,
-            metrics_minutes=o.metrics_minutes,
+            metrics_minutes=self.options.metrics_minutes,
+            **self._claim_options(),
         )
 
     def _on_claim(self, reply: ClaimReply, want: int) -> None:
@@ -566,28 +580,67 @@ class Worker:
         failures = 0
         block = self.options.block_ms / 1000
         marker = self.queue.keys.marker
+        # A claim pipelined behind the pop runs on the server the moment an add wakes
+        # it: the jobs come back with the wake-up, one round trip instead of two. A
+        # cluster client has no single connection to pipeline the two on.
+        pickup = not is_cluster(self._bclient)
         while not self._closing:
             await self._marker_gate.wait()
             if self._closing:
                 return
+            want = self._claimable() if pickup else 0
+            self._reserved += want
+            self._pickup_want = want
+            reply: ClaimReply | None = None
             try:
-                popped = await self._bclient.bzpopmin(marker, block)
+                if want:
+                    popped, reply = await self.queue.scripts.pop_then_claim(
+                        self._bclient, marker, block, count=want, **self._claim_options()
+                    )
+                else:
+                    popped = await self._bclient.bzpopmin(marker, block)
             except _NETWORK_ERRORS as exc:
+                self._pickup_lost(want)
                 failures = await self._network_pause(failures, exc)
                 continue
+            except asyncio.CancelledError:
+                self._pickup_lost(want)
+                raise
+            self._reserved -= want
+            self._pickup_want = 0
             if failures:
                 # Whichever loop reaches Redis again first says so (once per outage).
                 self._recovered()
                 failures = 0
+            if reply is not None:
+                self._on_claim(reply, want)
+                self._marker_gate.clear()
+                if len(reply.jobs) >= want:  # there may be more: claim on
+                    self._wake_seq += 1
+                    self._maybe_work = True
+                self._wake.set()
+                continue
             if popped is None:
                 continue
-            if len(self._running) >= self._capacity + self._prefetch():
+            if not want and len(self._running) >= self._capacity + self._prefetch():
                 # Full since we blocked: pass the wake-up on to another worker.
-                with contextlib.suppress(*_NETWORK_ERRORS):
-                    await self.queue.client.zadd(marker, {"0": 0})
+                await self._poke_marker()
                 continue
             self._marker_gate.clear()
             self._wake_seq += 1
+            self._maybe_work = True
+            self._wake.set()
+
+    async def _poke_marker(self) -> None:
+        with contextlib.suppress(*_NETWORK_ERRORS):
+            await self.queue.client.zadd(self.queue.keys.marker, {"0": 0})
+
+    def _pickup_lost(self, want: int) -> None:
+        """A pop with a claim behind it ended without a reply: the claim may have run."""
+        self._reserved -= want
+        self._pickup_want = 0
+        if want:
+            self._claims_in_doubt = True  # released once calls succeed again
             self._maybe_work = True
             self._wake.set()
 

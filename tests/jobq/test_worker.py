@@ -26,7 +26,7 @@ from jobq import (
     Worker,
     WorkerOptions,
 )
-from jobq.scripts import script_source
+from jobq.scripts import QueueScripts, script_source
 from tests.conftest import WorkerFactory
 from tests.jobq import _procs
 
@@ -407,19 +407,19 @@ async def test_a_wake_up_during_a_claim_call_is_not_lost(
     queue: Queue, start_worker: WorkerFactory
 ) -> None:
     """A job that arrives while the worker's claim call is in flight (whose reply
-    says "nothing") still runs at once, not at the next heartbeat (lease / 3)."""
+    says "nothing") still runs at once, not at the next heartbeat (lease / 3):
+    the marker loop's pick-up, blocked beside the call, claims it."""
     ran = asyncio.Event()
 
     async def work(job: Job) -> None:
         ran.set()
 
-    worker = await start_worker(work, options=WorkerOptions(lease=60_000))  # heartbeat: 20 s away
+    # Four slots: the pick-up holds two, the main loop's claim may ask for the others.
+    worker = await start_worker(work, options=WorkerOptions(lease=60_000, concurrency=4))
     warm = await queue.add("warm-up", {})
     await queue.wait_for_job(warm.id, timeout=5)
-    for _ in range(500):  # until the worker is idle, blocked on the marker
-        if worker._marker_gate.is_set() and not worker._wake.is_set() and not worker._running:
-            break
-        await asyncio.sleep(0.01)
+    await _idle(worker)
+    assert worker._pickup_want == 2
     ran.clear()
     in_flight, release = asyncio.Event(), asyncio.Event()
     real = worker._report_and_claim
@@ -431,19 +431,15 @@ async def test_a_wake_up_during_a_claim_call_is_not_lost(
         return reply
 
     worker._report_and_claim = slow_claim  # type: ignore[method-assign,assignment]
-    seq = worker._wake_seq
     worker._maybe_work = True
     worker._wake.set()
     await in_flight.wait()
     await queue.add("arrives-mid-claim", {})
-    for _ in range(500):  # the marker loop took the add's wake-up
-        if worker._wake_seq > seq:
-            break
-        await asyncio.sleep(0.01)
-    assert worker._wake_seq > seq
-    worker._report_and_claim = real  # type: ignore[method-assign]
-    release.set()
-    await asyncio.wait_for(ran.wait(), 5)
+    try:
+        await asyncio.wait_for(ran.wait(), 5)  # while the stale claim is still held
+    finally:
+        worker._report_and_claim = real  # type: ignore[method-assign]
+        release.set()
 
 
 async def test_jobs_claimed_while_the_reply_was_lost_are_handed_back_at_once(
@@ -459,6 +455,8 @@ async def test_jobs_claimed_while_the_reply_was_lost_are_handed_back_at_once(
         runs.append(job.id)
         ran.set()
 
+    # Waiting before the worker starts: its first claim is the main loop's, not a pick-up.
+    job = await queue.add("x", {})
     worker = await start_worker(work, options=WorkerOptions(lease=60_000))
     real = worker._report_and_claim
     lost: list[str] = []
@@ -471,7 +469,6 @@ async def test_jobs_claimed_while_the_reply_was_lost_are_handed_back_at_once(
         return reply
 
     worker._report_and_claim = lossy  # type: ignore[method-assign,assignment]
-    job = await queue.add("x", {})
     await asyncio.wait_for(ran.wait(), 10)
     assert lost == [job.id]  # the first claim did take it, and its reply was dropped
     assert runs == [job.id]
@@ -480,6 +477,105 @@ async def test_jobs_claimed_while_the_reply_was_lost_are_handed_back_at_once(
     assert stored is not None
     assert stored.stalls == 0
     assert stored.attempts_made == 1
+
+
+async def _idle(worker: Worker) -> None:
+    """Until the worker's marker loop blocks with a claim behind its pop."""
+    for _ in range(500):
+        if worker._pickup_want and not worker._wake.is_set() and not worker._running:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the worker never went idle")
+
+
+async def test_an_idle_worker_gets_a_new_job_with_its_wake_up(
+    queue: Queue, start_worker: WorkerFactory
+) -> None:
+    """The claim rides behind the marker's pop: no separate claim call between the
+    add and the job's start."""
+    claims_before_start: list[int] = []
+    calls = 0
+
+    async def work(job: Job) -> None:
+        claims_before_start.append(calls)
+
+    worker = await start_worker(work)
+    real = worker._report_and_claim
+
+    async def counted(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real(*args)
+
+    await _idle(worker)
+    worker._report_and_claim = counted  # type: ignore[method-assign,assignment]
+    job = await queue.add("x", {})
+    assert await queue.wait_for_job(job.id, timeout=5) is None
+    assert claims_before_start == [0]
+
+
+async def test_a_pick_up_whose_reply_is_lost_hands_its_jobs_back(
+    queue: Queue, start_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pop and its claim ran, the reply never came: the worker hands the job back
+    once it reaches Redis again, and runs it without a stall."""
+    runs: list[str] = []
+    ran = asyncio.Event()
+
+    async def work(job: Job) -> None:
+        runs.append(job.id)
+        ran.set()
+
+    real = QueueScripts.pop_then_claim
+    lost: list[str] = []
+
+    async def lossy(self: QueueScripts, *args: Any, **kwargs: Any) -> Any:
+        popped, reply = await real(self, *args, **kwargs)
+        if reply is not None and reply.jobs and not lost:
+            lost.extend(cj.id for cj in reply.jobs)
+            raise redis.exceptions.ConnectionError("reply lost on the way back")
+        return popped, reply
+
+    monkeypatch.setattr(QueueScripts, "pop_then_claim", lossy)
+    worker = await start_worker(work, options=WorkerOptions(lease=60_000))
+    await _idle(worker)
+    job = await queue.add("x", {})
+    await asyncio.wait_for(ran.wait(), 10)
+    assert lost == [job.id]
+    assert runs == [job.id]
+    assert await queue.wait_for_job(job.id, timeout=5) is None
+    stored = await queue.get_job(job.id)
+    assert stored is not None
+    assert (stored.stalls, stored.attempts_made) == (0, 1)
+
+
+async def test_a_pick_up_cut_by_shutdown_hands_its_jobs_back(
+    queue: Queue, start_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing while a pick-up's claim has run but its reply is not in: the job goes
+    back to waiting, not to a 60 s lease and a stall."""
+    real = QueueScripts.pop_then_claim
+    claimed = asyncio.Event()
+
+    async def reply_never_comes(self: QueueScripts, *args: Any, **kwargs: Any) -> Any:
+        popped, reply = await real(self, *args, **kwargs)
+        if reply is not None and reply.jobs:
+            claimed.set()
+            await asyncio.Event().wait()  # cancelled by close()
+        return popped, reply
+
+    monkeypatch.setattr(QueueScripts, "pop_then_claim", reply_never_comes)
+    worker = await start_worker(lambda job: None, options=WorkerOptions(lease=60_000))
+    await _idle(worker)
+    job = await queue.add("x", {})
+    await asyncio.wait_for(claimed.wait(), 5)
+    assert (await queue.get_job_counts()).active == 1
+    await asyncio.wait_for(worker.close(), 10)
+    counts = await queue.get_job_counts()
+    assert (counts.active, counts.waiting) == (0, 1)
+    stored = await queue.get_job(job.id)
+    assert stored is not None
+    assert (stored.stalls, stored.attempts_made) == (0, 0)
 
 
 @pytest.mark.parametrize("prefetch", [0, 4])

@@ -442,18 +442,53 @@ class QueueScripts:
         events_max_len: int,
     ) -> ClaimReply:
         """Claim up to ``count`` jobs."""
-        raw = await self._call(
-            "claim",
-            self._prefix,
-            events_max_len,
-            count,
-            lease_ms,
-            max_stalled,
-            limiter_max,
-            limiter_ms,
-            worker_id,
-        )
+        argv = (count, lease_ms, max_stalled, limiter_max, limiter_ms, worker_id)
+        raw = await self._call("claim", *self._claim_argv(events_max_len, *argv))
         return ClaimReply.parse(raw)
+
+    def _claim_argv(self, events_max_len: int, count: int, *rest: Any) -> tuple[Any, ...]:
+        """ARGV of the claim script: prefix, events cap, count, then lease_ms,
+        max_stalled, limiter_max, limiter_ms and worker_id as given."""
+        return (self._prefix, events_max_len, count, *rest)
+
+    async def pop_then_claim(
+        self,
+        client: Redis,
+        marker: str,
+        block_s: float,
+        *,
+        count: int,
+        lease_ms: int,
+        max_stalled: int,
+        limiter_max: int,
+        limiter_ms: int,
+        worker_id: str,
+        events_max_len: int,
+    ) -> tuple[Any, ClaimReply | None]:
+        """``BZPOPMIN marker`` with a claim of up to ``count`` jobs pipelined behind it.
+
+        The server holds a blocked client's next command until the pop returns,
+        then runs it at once: an idle worker woken by an add gets its jobs in the
+        same round trip. Returns the pop's reply (None when it timed out; the
+        claim runs either way) and the claim's, which is None when the claim did
+        not run (its script was not cached: it is loaded for next time) or failed
+        (the caller claims the usual way, which reports the error).
+        """
+        text, sha = script_source("claim")
+        argv = (count, lease_ms, max_stalled, limiter_max, limiter_ms, worker_id)
+        args = self._claim_argv(events_max_len, *argv)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.bzpopmin(marker, block_s)
+            pipe.execute_command("EVALSHA", sha, *self._head, *args)
+            popped, raw = await pipe.execute(raise_on_error=False)
+        if isinstance(popped, Exception):
+            raise popped
+        if isinstance(raw, NoScriptError):
+            await self.client.script_load(text)
+            return popped, None
+        if isinstance(raw, Exception):
+            return popped, None
+        return popped, ClaimReply.parse(raw)
 
     async def finish(
         self,
