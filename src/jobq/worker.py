@@ -201,6 +201,17 @@ class Worker:
         self._batch_due: float | None = None
         self._limiter_max = opts.limiter.max if opts.limiter else 0
         self._limiter_ms = opts.limiter.duration_ms if opts.limiter else 0
+        # Most jobs one claim asks for: half the slots, so two calls can be in flight.
+        self._lane = max(1, -(-self._capacity // self._MAX_CALLS))
+        # What every claim tells the server besides its count (fixed for the worker).
+        self._claim_kwargs: dict[str, Any] = {
+            "lease_ms": opts.lease_ms,
+            "max_stalled": opts.max_stalled,
+            "limiter_max": self._limiter_max,
+            "limiter_ms": self._limiter_ms,
+            "worker_id": self.id,
+            "events_max_len": opts.events_max_len,
+        }
         self._outcomes = Outcomes(
             name,
             self.id,
@@ -415,7 +426,7 @@ class Worker:
                 free = self._free()
                 now = self._loop.time()
                 limited = now < self._limited_until
-                want = self._claimable()
+                want = self._want(free, now)
                 batch = self._results
                 if len(calls) < self._MAX_CALLS and (batch or (want > 0 and self._maybe_work)):
                     self._results = []
@@ -458,24 +469,9 @@ class Worker:
         """Slots (and prefetch places) neither taken nor asked for by a call in flight."""
         return self._capacity + self._prefetch() - len(self._running) - self._reserved
 
-    def _claimable(self) -> int:
-        """How many jobs one claim may ask for now (at most half the slots, as a call)."""
-        assert self._loop is not None
-        free = self._free()
-        if free <= 0 or self._loop.time() < self._limited_until:
-            return 0
-        return min(free, max(1, -(-self._capacity // self._MAX_CALLS)))
-
-    def _claim_options(self) -> dict[str, Any]:
-        o = self.options
-        return {
-            "lease_ms": o.lease_ms,
-            "max_stalled": o.max_stalled,
-            "limiter_max": self._limiter_max,
-            "limiter_ms": self._limiter_ms,
-            "worker_id": self.id,
-            "events_max_len": o.events_max_len,
-        }
+    def _want(self, free: int, now: float) -> int:
+        """How many jobs one claim asks for: up to half the slots, none while limited."""
+        return min(free, self._lane) if free > 0 and now >= self._limited_until else 0
 
     def _launch(
         self, batch: list[tuple[FinishItem, Job, BaseException | None]], want: int
@@ -527,7 +523,7 @@ class Worker:
         self, batch: list[tuple[FinishItem, Job, BaseException | None]], want: int
     ) -> ClaimReply | None:
         if not batch:
-            return await self.queue.scripts.claim(count=want, **self._claim_options())
+            return await self.queue.scripts.claim(count=want, **self._claim_kwargs)
         codes, reply = await self._finish([b[0] for b in batch], want)
         for (item, job, exc), code in zip(batch, codes, strict=True):
             if code != 1:
@@ -556,7 +552,7 @@ class Worker:
             items,
             claim_count=want,
             metrics_minutes=self.options.metrics_minutes,
-            **self._claim_options(),
+            **self._claim_kwargs,
         )
 
     def _on_claim(self, reply: ClaimReply, want: int) -> None:
@@ -588,14 +584,15 @@ class Worker:
             await self._marker_gate.wait()
             if self._closing:
                 return
-            want = self._claimable() if pickup else 0
+            assert self._loop is not None
+            want = self._want(self._free(), self._loop.time()) if pickup else 0
             self._reserved += want
             self._pickup_want = want
             reply: ClaimReply | None = None
             try:
                 if want:
                     popped, reply = await self.queue.scripts.pop_then_claim(
-                        self._bclient, marker, block, count=want, **self._claim_options()
+                        self._bclient, marker, block, count=want, **self._claim_kwargs
                     )
                 else:
                     popped = await self._bclient.bzpopmin(marker, block)

@@ -442,14 +442,9 @@ class QueueScripts:
         events_max_len: int,
     ) -> ClaimReply:
         """Claim up to ``count`` jobs."""
-        argv = (count, lease_ms, max_stalled, limiter_max, limiter_ms, worker_id)
-        raw = await self._call("claim", *self._claim_argv(events_max_len, *argv))
+        args = (self._prefix, events_max_len, count, lease_ms, max_stalled)
+        raw = await self._call("claim", *args, limiter_max, limiter_ms, worker_id)
         return ClaimReply.parse(raw)
-
-    def _claim_argv(self, events_max_len: int, count: int, *rest: Any) -> tuple[Any, ...]:
-        """ARGV of the claim script: prefix, events cap, count, then lease_ms,
-        max_stalled, limiter_max, limiter_ms and worker_id as given."""
-        return (self._prefix, events_max_len, count, *rest)
 
     async def pop_then_claim(
         self,
@@ -475,11 +470,12 @@ class QueueScripts:
         (the caller claims the usual way, which reports the error).
         """
         text, sha = script_source("claim")
-        argv = (count, lease_ms, max_stalled, limiter_max, limiter_ms, worker_id)
-        args = self._claim_argv(events_max_len, *argv)
+        args = (self._prefix, events_max_len, count, lease_ms, max_stalled)
         async with client.pipeline(transaction=False) as pipe:
             pipe.bzpopmin(marker, block_s)
-            pipe.execute_command("EVALSHA", sha, *self._head, *args)
+            pipe.execute_command(
+                "EVALSHA", sha, *self._head, *args, limiter_max, limiter_ms, worker_id
+            )
             popped, raw = await pipe.execute(raise_on_error=False)
         if isinstance(popped, Exception):
             raise popped
