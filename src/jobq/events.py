@@ -5,6 +5,9 @@ Every state change appends to the queue's capped Redis stream
 active, progress, completed, failed, retried, stalled, rate-limited, removed,
 paused, resumed, drained, error, deduplicated and debounced (an add absorbed by
 the job holding its deduplication key; ``id`` is that job, ``dk`` the key).
+A call that handles many jobs at once writes its ``added``, ``active`` or
+``completed`` events as one stream entry; :meth:`QueueEvent.from_entry` and
+the readers here give one event per job all the same.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ._eventwire import expand
 from .queue import ConnectionLike, Queue
 
 __all__ = ["QueueEvent", "QueueEvents"]
@@ -44,11 +48,19 @@ class QueueEvent:
         return int(self.stream_id.split("-", 1)[0])
 
     @classmethod
-    def parse(cls, stream_id: bytes | str, raw: dict[bytes, bytes]) -> QueueEvent:
-        """Build from a stream entry."""
-        fields = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+    def from_entry(cls, stream_id: bytes | str, raw: dict[bytes, bytes]) -> list[QueueEvent]:
+        """The events of one stream entry, in order.
+
+        An entry is one event, or the same event of many jobs written by one
+        batch call (a bulk add, a claim, a batch of completions); those share
+        the entry's ``stream_id``. Raises ValueError for a malformed batch entry.
+        """
         sid = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
-        return cls(fields.pop("e", ""), fields.pop("id", None), fields, sid)
+        out = []
+        for event in expand(raw):
+            fields = {k.decode(): v.decode("utf-8", "replace") for k, v in event.items()}
+            out.append(cls(fields.pop("e", ""), fields.pop("id", None), fields, sid))
+        return out
 
 
 class QueueEvents:
@@ -116,11 +128,13 @@ class QueueEvents:
         reply: Any = await self._reader.xread(
             {self.queue.keys.events: self._last_id}, block=self._block_ms, count=count
         )
-        out = []
+        out: list[QueueEvent] = []
         for stream_id, raw in reply[0][1] if reply else []:
-            ev = QueueEvent.parse(stream_id, raw)
-            self._last_id = ev.stream_id
-            out.append(ev)
+            self._last_id = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+            try:
+                out.extend(QueueEvent.from_entry(stream_id, raw))
+            except ValueError as exc:
+                log.warning("queue %s: event %s skipped: %s", self.name, self._last_id, exc)
         return out
 
     async def __aiter__(self) -> AsyncIterator[QueueEvent]:

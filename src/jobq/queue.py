@@ -18,6 +18,7 @@ from . import security as _security
 from . import serialization
 from . import stats as _stats
 from . import tracing as _tracing
+from ._eventwire import job_event
 from .connection import (
     ConnectionSettings,
     check_server,
@@ -681,6 +682,7 @@ class Queue:
         done = await self._finished_result(job_id)
         if done is not None:
             return done[0]
+        want = job_id.encode()
         step = 2.0
         blocker: Any = self.blocking_client(step)
         try:
@@ -700,9 +702,10 @@ class Queue:
                     if done is not None:
                         return done[0]
                     continue
-                for entry_id, fields in reply[0][1]:
+                for entry_id, entry in reply[0][1]:
                     last_id = entry_id
-                    if fields.get(b"id", b"").decode() != job_id:
+                    fields = job_event(entry, want)
+                    if fields is None:
                         continue
                     event = fields.get(b"e")
                     if event == b"completed":
@@ -723,8 +726,10 @@ class Queue:
     async def _outcome_from_events(self, job_id: str) -> tuple[Any]:
         client: Any = self.client
         entries = await client.xrevrange(self.keys.events, "+", "-", count=self.events_max_len)
-        for _entry_id, fields in entries:
-            if fields.get(b"id", b"").decode() != job_id:
+        want = job_id.encode()
+        for _entry_id, entry in entries:
+            fields = job_event(entry, want)
+            if fields is None:
                 continue
             event = fields.get(b"e")
             if event == b"completed":

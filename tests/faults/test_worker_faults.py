@@ -16,7 +16,7 @@ KEEP_ALL = JobOptions(remove_on_complete=False)
 async def events_of(queue: Queue, job_id: str) -> list[QueueEvent]:
     """The stream's events of one job, oldest first."""
     raw: Any = await queue.client.xrange(queue.keys.events)
-    return [e for e in (QueueEvent.parse(sid, f) for sid, f in raw) if e.job_id == job_id]
+    return [e for sid, f in raw for e in QueueEvent.from_entry(sid, f) if e.job_id == job_id]
 
 
 # -- 6. a processor that blocks the event loop longer than the lease ----------------

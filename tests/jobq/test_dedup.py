@@ -25,6 +25,7 @@ from jobq import (
     JobOptions,
     Queue,
 )
+from jobq._eventwire import expand, job_event
 from jobq.keys import QueueKeys
 from jobq.scripts import FinishItem, QueueScripts
 from tests.conftest import WorkerFactory
@@ -55,7 +56,7 @@ async def wait_past(r: Redis, ms: float) -> None:
 
 async def events(r: Redis, keys: QueueKeys) -> list[dict[str, str]]:
     raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await r.xrange(keys.events))
-    return [{_s(k): _s(v) for k, v in fields.items()} for _, fields in raw]
+    return [{_s(k): _s(v) for k, v in ev.items()} for _, fields in raw for ev in expand(fields)]
 
 
 async def wait_event(r: Redis, keys: QueueKeys, event: str, job_id: str) -> int:
@@ -67,7 +68,8 @@ async def wait_event(r: Redis, keys: QueueKeys, event: str, job_id: str) -> int:
         assert reply, f"no {event!r} event for job {job_id} within 5 s"
         for entry_id, fields in reply[0][1]:
             last = entry_id
-            if fields.get(b"e") == event.encode() and fields.get(b"id") == job_id.encode():
+            ev = job_event(fields, job_id.encode())
+            if ev is not None and ev.get(b"e") == event.encode():
                 return int(_s(entry_id).split("-", 1)[0])
 
 

@@ -39,7 +39,7 @@ EVENTS_MAX = 10_000
 async def job_events(queue: Queue, job_id: str) -> list[QueueEvent]:
     """The events of one job, oldest first, read straight from the stream."""
     raw: Any = await queue.client.xrange(queue.keys.events)
-    events = [QueueEvent.parse(sid, fields) for sid, fields in raw]
+    events = [e for sid, fields in raw for e in QueueEvent.from_entry(sid, fields)]
     return [e for e in events if e.job_id == job_id]
 
 

@@ -21,6 +21,7 @@ import pytest
 import redis.exceptions
 from redis.asyncio import Redis
 
+from jobq._eventwire import expand
 from jobq.job import join_data, stored_options
 from jobq.keys import QueueKeys
 from jobq.options import MAX_PRIORITY
@@ -154,7 +155,7 @@ async def zscore(r: Redis, key: str, member: str) -> int:
 
 async def events(r: Redis, keys: QueueKeys) -> list[dict[str, str]]:
     raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await r.xrange(keys.events))
-    return [{_s(k): _s(v) for k, v in fields.items()} for _, fields in raw]
+    return [{_s(k): _s(v) for k, v in ev.items()} for _, fields in raw for ev in expand(fields)]
 
 
 async def marker(r: Redis, keys: QueueKeys) -> list[tuple[str, int]]:

@@ -76,8 +76,10 @@ if m == 0 then
   end
   if blank > 0 then next_id = redis.call('INCRBY', K_ID, blank) - blank end
 end
--- Plain waiting jobs are pushed together at the end, in order.
+-- Plain waiting jobs are pushed together at the end, in order, and their
+-- 'added' events are one stream entry.
 local pushes = {}
+local added = new_batch(maxlen, 'added', 'name')
 
 for i = 0, n - 1 do
   local b = 4 + i * 7
@@ -102,7 +104,8 @@ for i = 0, n - 1 do
     elseif id == '' then
       id = tostring(redis.call('INCR', K_ID))
     end
-    create_job(prefix, id, name, data, opts, prio, delay, lifo, '', now, maxlen, nil, pushes)
+    create_job(prefix, id, name, data, opts, prio, delay, lifo, '', now, maxlen, nil, pushes,
+      added)
     if dd then
       local ddkey = ddprefix .. dd.key
       redis.call('HSET', prefix .. id, 'dk', dd.key)
@@ -120,6 +123,7 @@ for i = 0, n - 1 do
   out[#out + 1] = created
 end
 push_waiting(pushes)
+emit_batch(added)
 -- Delayed jobs wake a worker too: it learns the new earliest due time.
 if ready and not is_paused() then wake_workers() end
 return out

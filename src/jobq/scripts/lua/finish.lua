@@ -36,6 +36,7 @@ local seen = {}
 local left = {} -- ids leaving active
 local dels = {} -- keys of jobs removed on completion
 local sets = {} -- the finished sets' additions, batched by finish_into
+local completed = new_batch(maxlen, 'completed', 'rv') -- one event entry
 for i = 0, n - 1 do
   local b = 11 + i * 8
   local id, token, kind, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -55,11 +56,7 @@ for i = 0, n - 1 do
       local count = tonumber(ARGV[b + 6])
       -- A job deleted at once keeps no result (a flow child's goes to the outbox).
       if count ~= 0 then redis.call('HSET', jobkey, 'a', made, 'rv', value, 'ft', now) end
-      if #value <= 16384 then
-        emit(maxlen, 'e', 'completed', 'id', id, 'rv', value)
-      else
-        emit(maxlen, 'e', 'completed', 'id', id)
-      end
+      add_to_batch(completed, id, #value <= 16384 and value or nil)
       finish_into(K_COMPLETED, prefix, id, now, count, tonumber(ARGV[b + 7]), f[4], f[5], value,
         dels, sets)
       done = done + 1
@@ -96,6 +93,7 @@ for i = 0, n - 1 do
     end
   end
 end
+emit_batch(completed)
 if #left > 0 then call_many('ZREM', K_ACTIVE, left) end
 if #dels > 0 then call_many('DEL', nil, dels) end
 -- Add the batch to the finished sets, then trim each set once per retention.

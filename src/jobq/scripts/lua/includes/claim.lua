@@ -158,30 +158,34 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
   end
 
   local deadline = now + lease
+  local now_s, deadline_s = tostring(now), tostring(deadline)
   local claimed = 0
   local leases = {} -- deadline, id, ...: one ZADD for the whole batch
+  local active = new_batch(maxlen, 'active', nil, 'w', worker) -- one event entry
   for _, id in ipairs(ids) do
     local jobkey = prefix .. id
     local f = redis.call('HMGET', jobkey, unpack(JOB_FIELDS))
     if f[1] then
       claimed = claimed + 1
-      leases[#leases + 1] = deadline
+      leases[#leases + 1] = deadline_s
       leases[#leases + 1] = id
-      -- The new fencing token and attempt count, written with the claim in one HSET.
-      local token = tonumber(f[13] or 0) + 1
-      local started = tonumber(f[6] or 0) + 1
-      redis.call('HSET', jobkey, 'tk', token, 'as', started, 'pt', now, 'wk', worker)
+      -- The new fencing token and attempt count, written with the claim in one HSET
+      -- (as strings: a number passed to redis.call costs a printf each time).
+      local token = f[13] and tostring(tonumber(f[13]) + 1) or '1'
+      local started = f[6] and tostring(tonumber(f[6]) + 1) or '1'
+      redis.call('HSET', jobkey, 'tk', token, 'as', started, 'pt', now_s, 'wk', worker)
       local opts = f[3]
       if not opts and f[15] then opts = '{"keep_completed":[' .. f[15] .. ']}' end
       out[#out + 1] = {id, token, f[1], job_data(f[2], f[14], jobkey), opts, f[4], f[5], started,
         f[7], f[8], f[9], f[10], f[11], f[12]}
-      emit(maxlen, 'e', 'active', 'id', id, 'w', worker)
+      add_to_batch(active, id)
     else
       -- The id points at no job hash (deleted by hand): drop it, tell watchers.
       emit(maxlen, 'e', 'error', 'id', id, 'reason', 'job id in queue without a job record')
     end
   end
   if #leases > 0 then call_many('ZADD', K_ACTIVE, leases) end
+  emit_batch(active)
 
   if claimed > 0 and lim_max > 0 then
     if redis.call('INCRBY', K_LIMITER, claimed) == claimed then

@@ -68,6 +68,66 @@ local function emit(maxlen, ...)
   end
 end
 
+-- The same event of many jobs, written as one stream entry when the batch is
+-- emitted (a batch call's 'added', 'active' and 'completed' events): one XADD
+-- instead of one per job. The entry holds the ids back to back in 'id' and
+-- their byte lengths in 'id#' ("3,1,12"); `field` (optional) is a per-job
+-- value stored the same way, with '-' in its lengths for a job without one;
+-- `...` are fields shared by every job. A batch of one is a plain entry.
+-- jobq._eventwire.expand reads both forms back into one event per job.
+local EVENT_BATCH_BYTES = 65536 -- an entry's values, beyond which it is written out
+
+local function new_batch(maxlen, event, field, ...)
+  return {maxlen = maxlen, event = event, field = field, shared = {...}, ids = {}, il = {},
+    vals = {}, vl = {}, bytes = 0, digits = {}}
+end
+
+-- A length as a string, memoised per batch: converting a number costs a printf.
+local function length_s(b, n)
+  local s = b.digits[n]
+  if not s then
+    s = tostring(n)
+    b.digits[n] = s
+  end
+  return s
+end
+
+local function emit_batch(b)
+  local n = #b.ids
+  if n == 0 then return end
+  if n == 1 then
+    if b.field and b.vl[1] ~= '-' then
+      emit(b.maxlen, 'e', b.event, 'id', b.ids[1], b.field, b.vals[1], unpack(b.shared))
+    else
+      emit(b.maxlen, 'e', b.event, 'id', b.ids[1], unpack(b.shared))
+    end
+  elseif b.field then
+    emit(b.maxlen, 'e', b.event, 'id', table.concat(b.ids), 'id#', table.concat(b.il, ','),
+      b.field, table.concat(b.vals), b.field .. '#', table.concat(b.vl, ','), unpack(b.shared))
+  else
+    emit(b.maxlen, 'e', b.event, 'id', table.concat(b.ids), 'id#', table.concat(b.il, ','),
+      unpack(b.shared))
+  end
+  b.ids, b.il, b.vals, b.vl, b.bytes = {}, {}, {}, {}, 0
+end
+
+-- Add one job's event to a batch; `value` (nil: none) is its `field`.
+local function add_to_batch(b, id, value)
+  if b.maxlen <= 0 then return end
+  local n = #b.ids + 1
+  b.ids[n], b.il[n] = id, length_s(b, #id)
+  b.bytes = b.bytes + #id
+  if b.field then
+    if value then
+      b.vals[#b.vals + 1], b.vl[n] = value, length_s(b, #value)
+      b.bytes = b.bytes + #value
+    else
+      b.vl[n] = '-'
+    end
+  end
+  if b.bytes >= EVENT_BATCH_BYTES then emit_batch(b) end
+end
+
 -- A group's limits: concurrency, rate max, rate window ms (0 = no limit).
 local function group_limits(g)
   local conf = redis.call('HGET', K_GCONF, g) or redis.call('HGET', K_GCONF, '*')
@@ -338,7 +398,7 @@ end
 -- pushes: optional list that collects plain waiting ids (see enqueue_as).
 -- Returns nothing; the caller wakes workers once for a whole batch.
 local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra, now, maxlen,
-                          children, pushes)
+                          children, pushes, added)
   local jobkey = prefix .. id
   local fields = {'n', name, 't', now}
   -- Pieces only help while every other field fits the listpack limit too.
@@ -368,6 +428,10 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
     emit(maxlen, 'e', 'delayed', 'id', id, 'name', name, 'delay', delay)
   else
     enqueue_as(id, prio ~= '' and prio or nil, group, lifo, pushes)
-    emit(maxlen, 'e', 'added', 'id', id, 'name', name)
+    if added then
+      add_to_batch(added, id, name)
+    else
+      emit(maxlen, 'e', 'added', 'id', id, 'name', name)
+    end
   end
 end
