@@ -217,14 +217,15 @@ class ClaimReply:
                 data=j[3],
                 opts=j[4],
                 priority=_opt_int(j[5]),
-                attempts_made=int(j[6] or 0),
-                attempts_started=int(j[7] or 0),
-                created=int(j[8] or 0),
-                delay=int(j[9] or 0),
-                progress=j[10],
-                errors=j[11],
-                stalls=int(j[12] or 0),
-                extra=j[13] if len(j) > 13 else None,
+                created=int(j[6] or 0),
+                delay=int(j[7] or 0),
+                extra=j[8],
+                attempts_started=int(j[9]),
+                # A job claimed before carries what its earlier runs left.
+                attempts_made=int(j[10] or 0) if len(j) > 10 else 0,
+                progress=j[11] if len(j) > 10 else None,
+                errors=j[12] if len(j) > 10 else None,
+                stalls=int(j[13] or 0) if len(j) > 10 else 0,
             )
             for j in raw[3:]
         ]

@@ -2,15 +2,20 @@
 -- expired leases, honour pause and the rate limit, then pop prioritised jobs
 -- before plain ones. Needs: common.lua, recover.lua
 -- Returns { next_wake_ms, limited_ms, {stalled_failed_ids}, job, job, ... }
--- where each job is { id, token, name, data, opts, priority, attempts_made,
--- attempts_started, created, delay, progress, errors, stalls, extra }.
+-- where each job is { id, token, name, data, opts, priority, created, delay,
+-- extra, attempts_started } and, for a job claimed before, four more:
+-- attempts_made, progress, errors, stalls (a job never claimed has none).
 -- next_wake_ms: ms until the next delayed job is due or lease runs out, -1 none.
 -- A claimed job's hash records its claimant in `wk`, so a worker whose reply
 -- was lost in a network failure can find and hand back what it was given.
--- HMGET order: the reply's fields, then the fencing token, the data's second
--- piece (see job_data in common.lua) and the compact options ('kc', see there).
-local JOB_FIELDS = {'n', 'd', 'o', 'p', 'a', 'as', 't', 'dl', 'pg', 'er', 's', 'x', 'tk', 'd1',
-  'kc'}
+-- A job's fields are read in two steps: those any job may have, ending with
+-- the fencing token; the fields a claim or an attempt writes only when there
+-- is a token (the job ran before): looking for a field a small hash lacks
+-- costs a walk over all of it, and most jobs are claimed once.
+-- JOB_FIELDS order: the reply's fields, the data's second piece (see job_data
+-- in common.lua), the compact options ('kc', see there) and the token.
+local JOB_FIELDS = {'n', 'd', 'o', 'p', 't', 'dl', 'x', 'd1', 'kc', 'tk'}
+local RUN_FIELDS = {'a', 'as', 'pg', 'er', 's'}
 
 local function promote_due(prefix, now, maxlen)
   local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, 1000)
@@ -169,15 +174,19 @@ local function claim(prefix, now, count, lease, max_stalled, lim_max, lim_dur, m
       claimed = claimed + 1
       leases[#leases + 1] = deadline_s
       leases[#leases + 1] = id
+      local opts = f[3]
+      if not opts and f[9] then opts = '{"keep_completed":[' .. f[9] .. ']}' end
+      local job = {id, '1', f[1], job_data(f[2], f[8], jobkey), opts, f[4], f[5], f[6], f[7], '1'}
+      if f[10] then
+        local r = redis.call('HMGET', jobkey, unpack(RUN_FIELDS))
+        job[2] = tostring(tonumber(f[10]) + 1)
+        job[10] = tostring(tonumber(r[2] or 0) + 1)
+        job[11], job[12], job[13], job[14] = r[1], r[3], r[4], r[5]
+      end
       -- The new fencing token and attempt count, written with the claim in one HSET
       -- (as strings: a number passed to redis.call costs a printf each time).
-      local token = f[13] and tostring(tonumber(f[13]) + 1) or '1'
-      local started = f[6] and tostring(tonumber(f[6]) + 1) or '1'
-      redis.call('HSET', jobkey, 'tk', token, 'as', started, 'pt', now_s, 'wk', worker)
-      local opts = f[3]
-      if not opts and f[15] then opts = '{"keep_completed":[' .. f[15] .. ']}' end
-      out[#out + 1] = {id, token, f[1], job_data(f[2], f[14], jobkey), opts, f[4], f[5], started,
-        f[7], f[8], f[9], f[10], f[11], f[12]}
+      redis.call('HSET', jobkey, 'tk', job[2], 'as', job[10], 'pt', now_s, 'wk', worker)
+      out[#out + 1] = job
       add_to_batch(active, id)
     else
       -- The id points at no job hash (deleted by hand): drop it, tell watchers.
