@@ -72,7 +72,7 @@ class Sizes:
         return cls(
             mode="full", enqueue=20_000, drain=20_000, latency_jobs=2_000, sleep_jobs=2_000,
             memory_jobs=100_000, scale_jobs=5_000, scale_seconds=3.0,
-            w7_drain=2_000, w7_big=1_000_000, **common,
+            w7_drain=10_000, w7_big=1_000_000, **common,
         )  # fmt: skip
 
 
@@ -362,7 +362,7 @@ def _scale_jobs(ctx: Ctx) -> int:
 
 
 def w7_growth(ctx: Ctx, a: Adapter) -> dict[str, Any]:
-    """W7: us per job to drain 2,000 jobs with a small, a big and a big delayed backlog."""
+    """W7: us per job to drain 10,000 / 2,000 jobs with a small, a big and a big delayed backlog."""
     s = ctx.sizes
     n, queue, c = s.w7_drain, "bench_w7", s.drain_concurrency
     out: dict[str, Any] = {}

@@ -20,7 +20,7 @@ W5  server used_memory per waiting job (100,000 / 20,000 jobs)
 W6  N jobs drained by 1, 2, 4 worker processes sharing a counter; N is what
     one process drains in ~3 s / ~1 s at its W2 rate, within 5,000-20,000 /
     2,000-5,000
-W7  us/job to drain 2,000 jobs behind 1,000, then 1,000,000 / 100,000 waiting,
+W7  us/job to drain 10,000 / 2,000 jobs behind 1,000, then 1,000,000 / 100,000 waiting,
     then as many delayed jobs (jobq and BullMQ Node; in full mode also BullMQ's
     Python port; every library with --w7-all)
 
