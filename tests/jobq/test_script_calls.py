@@ -45,8 +45,14 @@ def test_pack_matches_redis_py() -> None:
     conn = Connection()
     command = ("EVALSHA", "a" * 40, 1, "{jobq:q}", "é", b"\x00\r\n", 0, -7, 1.5, 10**20, "")
     assert _pack(conn, command) == b"".join(conn.pack_command(*command))
+    # Repeated arguments are packed once; equal-looking ones of other types apart.
+    payload = b"p" * 100
+    repeated = ("EVALSHA", 1, "1", b"1", 1, "", "", 0, 0.0, payload, payload, "1", b"1", 1.0, 1)
+    assert _pack(conn, repeated) == b"".join(conn.pack_command(*repeated))
     with pytest.raises(redis.exceptions.DataError):
         _pack(conn, ("EVALSHA", True))
+    with pytest.raises(redis.exceptions.DataError):
+        _pack(conn, ("EVALSHA", 1, True))  # not taken for the 1 packed before
 
 
 async def test_dedicated_connection_serves_calls_and_recovers(make_queue: QueueFactory) -> None:
