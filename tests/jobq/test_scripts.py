@@ -394,6 +394,29 @@ async def test_add_stores_options_and_events_can_be_off(
     assert await exists(redis_client, keys.events) == 0
 
 
+async def test_add_reads_each_jobs_own_options_within_one_call(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    # The options of one job are looked at once and reused for the next job
+    # with the same ones: a change between neighbours must be seen.
+    keep = b'{"keep_completed":[0,-1]}'
+    grouped = b'{"group":"g1"}'
+    opts = [keep, keep, grouped, b"", grouped, b'{"attempts":3}', keep]
+    out = await scripts.add(EVENTS, [spec(f"m-{i}", opts=o) for i, o in enumerate(opts)])
+    assert [created for _, created in out] == [True] * len(opts)
+    stored = [await hash_of(redis_client, keys.job(f"m-{i}")) for i in range(len(opts))]
+    assert [(h.get("kc"), h.get("o"), h.get("g")) for h in stored] == [
+        ("0,-1", None, None),
+        ("0,-1", None, None),
+        (None, '{"group":"g1"}', "g1"),
+        (None, None, None),
+        (None, '{"group":"g1"}', "g1"),
+        (None, '{"attempts":3}', None),
+        ("0,-1", None, None),
+    ]
+    assert len({h["t"] for h in stored}) == 1  # one server time for the call
+
+
 # --- claim -----------------------------------------------------------------------------
 
 

@@ -100,7 +100,7 @@ for i = 0, n - 1 do
   if created == 1 then
     if id == '' and next_id then
       next_id = next_id + 1
-      id = tostring(next_id)
+      id = string.format('%d', next_id) -- tostring would format it as a float
     elseif id == '' then
       id = tostring(redis.call('INCR', K_ID))
     end

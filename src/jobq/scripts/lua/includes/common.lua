@@ -361,6 +361,9 @@ end
 -- for byte.
 local DATA_PIECE = 64
 local DATA_PIECES_MAX = 16
+-- The pieces' field names, written out: 'd' .. i would format a number each time.
+local PIECE_FIELDS = {[0] = 'd', 'd1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11',
+  'd12', 'd13', 'd14', 'd15'}
 
 -- Append the fields storing `data` to `fields` (field, value, ...).
 local function add_data_fields(fields, data, split)
@@ -371,7 +374,7 @@ local function add_data_fields(fields, data, split)
     return
   end
   for i = 0, math.ceil(n / DATA_PIECE) - 1 do
-    fields[#fields + 1] = i == 0 and 'd' or 'd' .. i
+    fields[#fields + 1] = PIECE_FIELDS[i]
     fields[#fields + 1] = string.sub(data, i * DATA_PIECE + 1, (i + 1) * DATA_PIECE)
   end
 end
@@ -397,14 +400,24 @@ end
 -- waiting-children until every child has finished (see child_done.lua).
 -- pushes: optional list that collects plain waiting ids (see enqueue_as).
 -- Returns nothing; the caller wakes workers once for a whole batch.
+-- What create_job makes of the options string and of `now`, kept for the next
+-- job of a batch, which usually has the same (a string compares by identity).
+local seen_opts, seen_kc, seen_group, seen_now, seen_now_s = nil, nil, nil, nil, nil
+
 local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra, now, maxlen,
                           children, pushes, added)
   local jobkey = prefix .. id
-  local fields = {'n', name, 't', now}
+  if now ~= seen_now then seen_now, seen_now_s = now, tostring(now) end
+  local fields = {'n', name, 't', seen_now_s}
   -- Pieces only help while every other field fits the listpack limit too.
   add_data_fields(fields, data, #name <= DATA_PIECE and #opts <= DATA_PIECE and
     #extra <= DATA_PIECE)
-  local kc = opts ~= '' and string.match(opts, '^{"keep_completed":%[(%-?%d+,%-?%d+)%]}$')
+  if opts ~= seen_opts then
+    seen_opts = opts
+    seen_kc = opts ~= '' and string.match(opts, '^{"keep_completed":%[(%-?%d+,%-?%d+)%]}$')
+    seen_group = opts ~= '' and string.find(opts, '"group"', 1, true)
+  end
+  local kc = seen_kc
   if kc then
     fields[#fields + 1] = 'kc'; fields[#fields + 1] = kc
   elseif opts ~= '' then
@@ -414,7 +427,7 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
   if delay > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = delay end
   if extra ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = extra end
   local group = nil
-  if opts ~= '' and string.find(opts, '"group"', 1, true) then
+  if seen_group then
     local g = cjson.decode(opts)['group']
     if type(g) == 'string' then group = g; fields[#fields + 1] = 'g'; fields[#fields + 1] = g end
   end
