@@ -27,10 +27,13 @@ into ``"1"``), strings with lone surrogates (not valid UTF-8), ints beyond
 Python's int/str conversion limit, reference cycles, and nesting deeper than
 :data:`MAX_DEPTH`.
 
-Speed: the success path is the C-accelerated :mod:`json` encoder plus a
-verifying C decode (which catches non-``str`` keys); only when something is
-wrong, or a tuple or ``"$"``-keyed dict needs rewriting, is the value walked in
-Python.
+Speed: the usual payload, a flat dict of plain values, is encoded by
+:mod:`msgspec` (about 15x the :mod:`json` encoder) once a type check of its
+items has shown it needs nothing of the envelope; payloads without a ``"$"``
+string are decoded by it too. Everything else takes the C-accelerated
+:mod:`json` encoder plus a verifying C decode (which catches non-``str``
+keys); only when something is wrong, or a tuple or ``"$"``-keyed dict needs
+rewriting, is the value walked in Python. Both give the same values back.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final, NoReturn
 from uuid import UUID
+
+import msgspec
 
 from .errors import PayloadTooLargeError, SerializationError
 
@@ -106,6 +111,9 @@ def _default(obj: object) -> dict[str, str]:
     return tagged
 
 
+_FAST_ENCODE: Final = msgspec.json.Encoder().encode
+_FAST_DECODE: Final = msgspec.json.Decoder().decode
+
 _ENCODER: Final = json.JSONEncoder(
     ensure_ascii=False,
     allow_nan=False,
@@ -150,6 +158,16 @@ def encode(value: object, *, limit: int | None = DEFAULT_LIMIT, what: str = "dat
     :class:`~jobq.errors.PayloadTooLargeError` if the encoding is over
     ``limit``. Tuples are stored as lists.
     """
+    if _flat_exact(value):
+        try:
+            raw = _FAST_ENCODE(value)
+        except (TypeError, ValueError, OverflowError):  # a lone surrogate, say
+            pass  # the path below names the problem
+        else:
+            if b'{"$' not in raw:  # else its only key may need escaping: see below
+                if limit is not None and len(raw) > limit:
+                    _raise_too_large(len(raw), limit, what)
+                return raw
     state = _state
     state.tags = 0
     try:
@@ -175,19 +193,30 @@ def encode(value: object, *, limit: int | None = DEFAULT_LIMIT, what: str = "dat
 _FLAT_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
+_INT64_MIN: Final = -(2**63)
+_UINT64_MAX: Final = 2**64 - 1
+
+
 def _flat_exact(value: object) -> bool:
     """Whether ``value`` is a dict of ``str`` keys and plain scalar values.
 
     Such a value (the usual job payload) comes back from its JSON exactly once
-    the encoder has taken it (NaN, infinities and lone surrogates raise there),
-    so the verifying decode can be skipped. Exact types only: a subclass may
-    encode to something else.
+    an encoder has taken it (lone surrogates raise there), so the verifying
+    decode can be skipped. Exact types only: a subclass may encode to
+    something else. Floats must be finite and ints within 64 bits, which
+    msgspec would otherwise write as null or past Python's int/str limit.
     """
     if type(value) is not dict or len(value) > 32:
         return False
     scalars = _FLAT_SCALARS
-    for k, v in value.items():  # noqa: SIM110 - a loop is faster than all() over a generator
-        if type(k) is not str or type(v) not in scalars:
+    for k, v in value.items():
+        kind = type(v)
+        if type(k) is not str or kind not in scalars:
+            return False
+        if kind is float:
+            if not math.isfinite(v):
+                return False
+        elif kind is int and not _INT64_MIN <= v <= _UINT64_MAX:
             return False
     return True
 
@@ -450,6 +479,11 @@ def decode(raw: bytes | str, *, what: str = "data") -> Any:
     ``"$"``-keyed object that is not a valid tag (which :func:`encode` never
     writes) is returned as a plain dict.
     """
+    if type(raw) is bytes and b'"$' not in raw:  # no tag nor escape in it
+        try:
+            return _FAST_DECODE(raw)
+        except (msgspec.MsgspecError, RecursionError):
+            pass  # the path below gives the same value or names the problem
     if isinstance(raw, str):
         text = raw
     else:

@@ -562,3 +562,61 @@ def test_flat_exact_takes_only_plain_scalars() -> None:
     assert not _flat_exact({1: "x"})
     assert not _flat_exact([1, 2])
     assert not _flat_exact({"e": Decimal("1.0")})
+
+
+# --- the msgspec fast path ----------------------------------------------------------
+
+
+def _random_scalar(rng: random.Random) -> object:
+    kind = rng.randrange(7)
+    if kind == 0:
+        return "".join(
+            chr(rng.choice([rng.randrange(32), rng.randrange(32, 0xD800)]))
+            for _ in range(rng.randrange(12))
+        )
+    if kind == 1:
+        return rng.choice([0.0, -0.0, 5e-324, 1.7976931348623157e308, 0.1, rng.uniform(-1e9, 1e9)])
+    if kind == 2:
+        return rng.choice([0, -1, 2**63 - 1, -(2**63), 2**64 - 1, rng.randrange(-(10**12), 10**12)])
+    if kind == 3:
+        return rng.choice([True, False])
+    if kind == 4:
+        return None
+    if kind == 5:
+        return "$" + str(rng.randrange(100))  # a value that looks like a tag's key
+    return "x" * rng.randrange(200)
+
+
+def test_flat_payloads_take_the_fast_path_and_decode_to_the_same_values() -> None:
+    rng = random.Random(7)
+    for _ in range(2_000):
+        value = {f"k{i}": _random_scalar(rng) for i in range(rng.randrange(1, 8))}
+        assert _flat_exact(value)
+        raw = encode(value)
+        # What the stdlib reads back is the value, types and -0.0 included.
+        for back in (json.loads(raw), decode(raw)):
+            assert back == value
+            assert [type(v) for v in back.values()] == [type(v) for v in value.values()]
+            assert [repr(v) for v in back.values()] == [repr(v) for v in value.values()]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"f": float("nan")},
+        {"f": float("inf")},
+        {"n": 2**64},
+        {"n": -(2**63) - 1},
+    ],
+    ids=short_id,
+)
+def test_values_msgspec_would_write_differently_leave_the_fast_path(value: dict[str, Any]) -> None:
+    assert not _flat_exact(value)  # msgspec writes NaN as null and ints past 64 bits
+
+
+def test_a_lone_dollar_key_is_still_escaped_and_big_ints_still_round_trip() -> None:
+    assert decode(encode({"$decimal": "1"})) == {"$decimal": "1"}
+    assert encode({"$decimal": "1"}) == b'{"$escape":{"$decimal":"1"}}'
+    assert decode(encode({"n": 2**64})) == {"n": 2**64}
+    with pytest.raises(SerializationError, match="surrogate"):
+        encode({"s": "\ud800"})
