@@ -146,3 +146,32 @@ def test_expand_reads_both_forms() -> None:
 def test_expand_refuses_a_malformed_batch(fields: dict[bytes, bytes], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         expand(fields)
+
+
+async def test_a_batch_entry_holds_at_most_100_events_and_16_kb(queue: Queue) -> None:
+    await queue.add_bulk([("job", {}, JobOptions(job_id=f"j{i}")) for i in range(250)])
+    sizes = [len(QueueEvent.from_entry(sid, f)) for sid, f in await entries(queue)]
+    assert sizes == [100, 100, 50]
+
+    reply = await scriptcalls.claim(queue.scripts, count=3)
+    values = [b'"' + bytes([97 + i]) * 6_000 + b'"' for i in range(3)]
+    await scriptcalls.finish(
+        queue.scripts,
+        [FinishItem(j.id, j.token, "c", v) for j, v in zip(reply.jobs, values, strict=True)],
+    )
+    raw = await entries(queue)
+    completed = [f for _, f in raw if f[b"e"] == b"completed"]
+    # Two values fit in 16 KB, the third starts a new entry (a plain one).
+    assert [b"id#" in f for f in completed] == [True, False]
+    got = [e for e in await events(queue) if e.event == "completed"]
+    assert [e.fields["rv"] for e in got] == [v.decode() for v in values]
+
+
+async def test_the_stream_keeps_about_events_max_len_events(make_queue: Any) -> None:
+    queue = await make_queue(events_max_len=300)
+    for b in range(30):
+        await queue.add_bulk([("job", {}, JobOptions(job_id=f"b{b}-{i}")) for i in range(100)])
+    kept = await events(queue)
+    # 3,000 added events; whole stream nodes are trimmed, so a little more stays.
+    assert 300 <= len(kept) <= 900
+    assert kept[-1].job_id == "b29-99"

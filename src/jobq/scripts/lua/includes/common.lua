@@ -75,7 +75,13 @@ end
 -- value stored the same way, with '-' in its lengths for a job without one;
 -- `...` are fields shared by every job. A batch of one is a plain entry.
 -- jobq._eventwire.expand reads both forms back into one event per job.
-local EVENT_BATCH_BYTES = 65536 -- an entry's values, beyond which it is written out
+-- An entry holds at most EVENT_BATCH_MAX events and, unless one value alone
+-- is larger, EVENT_BATCH_BYTES of ids and values (a plain entry may hold a
+-- 16 KB return value), and an entry of k events trims the stream to
+-- maxlen / k entries: the stream keeps about `maxlen` events, as with one
+-- entry per event, and never more bytes than maxlen plain entries could.
+local EVENT_BATCH_MAX = 100
+local EVENT_BATCH_BYTES = 16384
 
 local function new_batch(maxlen, event, field, ...)
   return {maxlen = maxlen, event = event, field = field, shared = {...}, ids = {}, il = {},
@@ -101,12 +107,16 @@ local function emit_batch(b)
     else
       emit(b.maxlen, 'e', b.event, 'id', b.ids[1], unpack(b.shared))
     end
-  elseif b.field then
-    emit(b.maxlen, 'e', b.event, 'id', table.concat(b.ids), 'id#', table.concat(b.il, ','),
-      b.field, table.concat(b.vals), b.field .. '#', table.concat(b.vl, ','), unpack(b.shared))
   else
-    emit(b.maxlen, 'e', b.event, 'id', table.concat(b.ids), 'id#', table.concat(b.il, ','),
-      unpack(b.shared))
+    local keep = math.ceil(b.maxlen / n)
+    if b.field then
+      redis.call('XADD', K_EVENTS, 'MAXLEN', '~', keep, '*', 'e', b.event,
+        'id', table.concat(b.ids), 'id#', table.concat(b.il, ','),
+        b.field, table.concat(b.vals), b.field .. '#', table.concat(b.vl, ','), unpack(b.shared))
+    else
+      redis.call('XADD', K_EVENTS, 'MAXLEN', '~', keep, '*', 'e', b.event,
+        'id', table.concat(b.ids), 'id#', table.concat(b.il, ','), unpack(b.shared))
+    end
   end
   b.ids, b.il, b.vals, b.vl, b.bytes = {}, {}, {}, {}, 0
 end
@@ -114,18 +124,20 @@ end
 -- Add one job's event to a batch; `value` (nil: none) is its `field`.
 local function add_to_batch(b, id, value)
   if b.maxlen <= 0 then return end
+  local size = #id + (value and #value or 0)
+  if #b.ids >= EVENT_BATCH_MAX or (#b.ids > 0 and b.bytes + size > EVENT_BATCH_BYTES) then
+    emit_batch(b)
+  end
   local n = #b.ids + 1
   b.ids[n], b.il[n] = id, length_s(b, #id)
-  b.bytes = b.bytes + #id
+  b.bytes = b.bytes + size
   if b.field then
     if value then
       b.vals[#b.vals + 1], b.vl[n] = value, length_s(b, #value)
-      b.bytes = b.bytes + #value
     else
       b.vl[n] = '-'
     end
   end
-  if b.bytes >= EVENT_BATCH_BYTES then emit_batch(b) end
 end
 
 -- A group's limits: concurrency, rate max, rate window ms (0 = no limit).
