@@ -25,7 +25,14 @@ from jobq._eventwire import expand
 from jobq.job import join_data, stored_options
 from jobq.keys import QueueKeys
 from jobq.options import MAX_PRIORITY
-from jobq.scripts import SCRIPT_NAMES, ClaimReply, FinishItem, QueueScripts, script_source
+from jobq.scripts import (
+    SCRIPT_NAMES,
+    ClaimReply,
+    FinishItem,
+    QueueScripts,
+    _shared_but_id_and_data,
+    script_source,
+)
 from tests.jobq.scriptcalls import job_hash
 
 EVENTS = 1000
@@ -415,6 +422,34 @@ async def test_add_reads_each_jobs_own_options_within_one_call(
         ("0,-1", None, None),
     ]
     assert len({h["t"] for h in stored}) == 1  # one server time for the call
+
+
+async def test_a_batch_sharing_all_but_id_and_data_is_stored_as_one_of_mixed_jobs(
+    redis_client: Redis, scripts: QueueScripts, keys: QueueKeys
+) -> None:
+    opts = b'{"keep_completed":[0,-1]}'
+    same = [spec(f"s-{i}", name="n", data=b'{"i":%d}' % i, opts=opts, prio=2) for i in range(3)]
+    mixed = [spec(f"m-{i}", name="n", data=b'{"i":%d}' % i, opts=opts, prio=2) for i in range(3)]
+    mixed.append(spec("m-x", name="other"))  # one job apart: every job carries its own
+    assert _shared_but_id_and_data(same)
+    assert not _shared_but_id_and_data(mixed)
+    # The shared form's deduplication specs still point at the right jobs.
+    out = await scripts.add(EVENTS, [*same, same[1]], [None, ("k1", 0, False), None, None])
+    assert out == [("s-0", True), ("s-1", True), ("s-2", True), ("s-1", False)]
+    assert await redis_client.get(keys.dedup_prefix + "k1") == b"s-1"
+    assert [c for _, c in await scripts.add(EVENTS, mixed)] == [True] * 4
+
+    def without_time(h: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in h.items() if k not in ("t", "dk")}
+
+    for i in range(3):
+        s_hash = await hash_of(redis_client, keys.job(f"s-{i}"))
+        m_hash = await hash_of(redis_client, keys.job(f"m-{i}"))
+        assert without_time(s_hash) == without_time(m_hash)
+    assert (await hash_of(redis_client, keys.job("s-1")))["dk"] == "k1"
+    assert sorted(await zids(redis_client, keys.prio)) == sorted(
+        ["s-0", "s-1", "s-2", "m-0", "m-1", "m-2"]
+    )
 
 
 # --- claim -----------------------------------------------------------------------------

@@ -185,6 +185,18 @@ def _pack(conn: Any, command: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
+def _shared_but_id_and_data(jobs: Sequence[tuple[str, str, bytes, bytes, str, int, bool]]) -> bool:
+    """Whether more than one job is added and all have the same name, options,
+    priority, delay and lifo (a bulk add usually does)."""
+    if len(jobs) < 2:
+        return False
+    _, name, _, opts, prio, delay, lifo = jobs[0]
+    for job in jobs:
+        if job[1] != name or job[3] != opts or job[4] != prio or job[5] != delay or job[6] != lifo:
+            return False
+    return True
+
+
 def _s(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -381,8 +393,15 @@ class QueueScripts:
         held comes back as (holder id, False).
         """
         args: list[Any] = [self._prefix, events_max_len, len(jobs)]
-        for job_id, name, data, opts, prio, delay, lifo in jobs:
-            args.extend((job_id, name, data, opts, prio, delay, "1" if lifo else "0"))
+        if _shared_but_id_and_data(jobs):
+            _, name, _, opts, prio, delay, lifo = jobs[0]
+            args[2] = -len(jobs)  # name, options ... once, then id and data per job
+            args.extend((name, opts, prio, delay, "1" if lifo else "0"))
+            for job in jobs:
+                args.extend((job[0], job[2]))
+        else:
+            for job_id, name, data, opts, prio, delay, lifo in jobs:
+                args.extend((job_id, name, data, opts, prio, delay, "1" if lifo else "0"))
         specs = [(i, d) for i, d in enumerate(dedup, 1) if d is not None]
         if specs:
             args.extend((self.keys.dedup_prefix, len(specs)))

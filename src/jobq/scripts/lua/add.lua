@@ -5,9 +5,12 @@
 -- ARGV[3] number of jobs N, then 7 values per job:
 --   id ('' = generate), name, data JSON, options JSON ('' = defaults),
 --   priority ('' = plain), delay ms, lifo ('1' or '0')
--- Then, optional (left out: no job deduplicates):
---   ARGV[4 + 7N] deduplication key prefix "{prefix:queue}:dd:"
---   ARGV[5 + 7N] number of deduplicated jobs M, then 4 values each:
+-- or -N when the jobs share all but id and data: then once ARGV[4] name,
+--   ARGV[5] options, ARGV[6] priority, ARGV[7] delay, ARGV[8] lifo, and 2
+--   values per job: id, data.
+-- Then, optional (left out: no job deduplicates), at D = 4 + 7N (9 + 2N shared):
+--   ARGV[D] deduplication key prefix "{prefix:queue}:dd:"
+--   ARGV[D + 1] number of deduplicated jobs M, then 4 values each:
 --     job index (1-based, among the N), dedup key, ttl ms (0 = until the job
 --     finishes), debounce ('1' or '0')
 -- Returns { id1, created1, id2, created2, ... }; created is 0 when a job with
@@ -19,12 +22,21 @@
 -- member, see jobq.signing) replaces its options too, which the signature covers.
 --@include common
 local prefix, maxlen, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+-- A batch whose jobs differ only in id and data sends the rest once.
+local shared = n < 0
+local first, width = 4, 7
+local s_name, s_opts, s_prio, s_delay, s_lifo
+if shared then
+  n, first, width = -n, 9, 2
+  s_name, s_opts, s_prio, s_delay, s_lifo = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]),
+    ARGV[8] == '1'
+end
 local now = server_now()
 local out = {}
 local ready = false
 -- Deduplication specs by job index; the plain path reads only the count.
 local dedup = {}
-local db = 4 + n * 7
+local db = first + n * width
 local ddprefix, m = ARGV[db], tonumber(ARGV[db + 1] or '0')
 for j = 0, m - 1 do
   local c = db + 2 + j * 4
@@ -72,7 +84,7 @@ local next_id = nil
 if m == 0 then
   local blank = 0
   for i = 0, n - 1 do
-    if ARGV[4 + i * 7] == '' then blank = blank + 1 end
+    if ARGV[first + i * width] == '' then blank = blank + 1 end
   end
   if blank > 0 then next_id = redis.call('INCRBY', K_ID, blank) - blank end
 end
@@ -82,9 +94,15 @@ local pushes = {}
 local added = new_batch(maxlen, 'added', 'name')
 
 for i = 0, n - 1 do
-  local b = 4 + i * 7
-  local id, name, data, opts = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local prio, delay, lifo = ARGV[b + 4], tonumber(ARGV[b + 5]), ARGV[b + 6] == '1'
+  local b = first + i * width
+  local id, name, data, opts, prio, delay, lifo
+  if shared then
+    id, data = ARGV[b], ARGV[b + 1]
+    name, opts, prio, delay, lifo = s_name, s_opts, s_prio, s_delay, s_lifo
+  else
+    id, name, data, opts = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+    prio, delay, lifo = ARGV[b + 4], tonumber(ARGV[b + 5]), ARGV[b + 6] == '1'
+  end
   local dd = dedup[i + 1]
   local created = 1
   if id ~= '' and redis.call('EXISTS', prefix .. id) == 1 then
