@@ -158,7 +158,8 @@ def encode(value: object, *, limit: int | None = DEFAULT_LIMIT, what: str = "dat
     :class:`~jobq.errors.PayloadTooLargeError` if the encoding is over
     ``limit``. Tuples are stored as lists.
     """
-    if _flat_exact(value):
+    flat = _flat_exact(value)
+    if flat:
         try:
             raw = _FAST_ENCODE(value)
         except (TypeError, ValueError, OverflowError):  # a lone surrogate, say
@@ -182,7 +183,7 @@ def encode(value: object, *, limit: int | None = DEFAULT_LIMIT, what: str = "dat
         if (
             text.count('{"$') != state.tags  # a user dict needs escaping
             or (text.count("[") + text.count("{") > MAX_DEPTH and _json_deeper_than(raw))
-            or not (_flat_exact(value) or _decodes_back_to(text, value))  # non-str keys, tuples
+            or not (flat or _decodes_back_to(text, value))  # non-str keys, tuples
         ):
             raw = _encode_slow(value, what)
     if limit is not None and len(raw) > limit:

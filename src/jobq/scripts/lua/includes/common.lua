@@ -101,23 +101,21 @@ end
 local function emit_batch(b)
   local n = #b.ids
   if n == 0 then return end
+  local fields
   if n == 1 then
-    if b.field and b.vl[1] ~= '-' then
-      emit(b.maxlen, 'e', b.event, 'id', b.ids[1], b.field, b.vals[1], unpack(b.shared))
-    else
-      emit(b.maxlen, 'e', b.event, 'id', b.ids[1], unpack(b.shared))
-    end
+    fields = {'e', b.event, 'id', b.ids[1]}
+    if b.field and b.vl[1] ~= '-' then fields[5], fields[6] = b.field, b.vals[1] end
   else
-    local keep = math.ceil(b.maxlen / n)
+    fields = {'e', b.event, 'id', table.concat(b.ids), 'id#', table.concat(b.il, ',')}
     if b.field then
-      redis.call('XADD', K_EVENTS, 'MAXLEN', '~', keep, '*', 'e', b.event,
-        'id', table.concat(b.ids), 'id#', table.concat(b.il, ','),
-        b.field, table.concat(b.vals), b.field .. '#', table.concat(b.vl, ','), unpack(b.shared))
-    else
-      redis.call('XADD', K_EVENTS, 'MAXLEN', '~', keep, '*', 'e', b.event,
-        'id', table.concat(b.ids), 'id#', table.concat(b.il, ','), unpack(b.shared))
+      fields[7], fields[8] = b.field, table.concat(b.vals)
+      fields[9], fields[10] = b.field .. '#', table.concat(b.vl, ',')
     end
   end
+  for _, v in ipairs(b.shared) do fields[#fields + 1] = v end
+  -- An entry of n events trims the stream to maxlen / n entries (see above).
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', n == 1 and b.maxlen or math.ceil(b.maxlen / n), '*',
+    unpack(fields))
   b.ids, b.il, b.vals, b.vl, b.bytes = {}, {}, {}, {}, 0
 end
 
