@@ -300,6 +300,11 @@ class Queue:
             else:
                 b = j if isinstance(j, BulkJob) else BulkJob(*j)
                 items.append((b.name, b.data, b.options))
+        if not items:
+            return []
+        alike = self._alike(items)
+        if alike is not None:
+            return await self._add_alike(items, *alike)
         prepared = []
         prepare = self._prepare
         for i, (name, data, options) in enumerate(items):
@@ -307,8 +312,6 @@ class Queue:
                 prepared.append(prepare(name, data, options))
             except (ConfigurationError, PayloadError) as exc:
                 raise type(exc)(f"add_bulk item {i} ({name!r}): {exc}") from exc
-        if not prepared:
-            return []
         dedup = [self._dedup_spec(options) for _, _, options in items]
         result = await self.scripts.add(self.events_max_len, prepared, dedup)
         now = int(time.time() * 1000)
@@ -323,6 +326,44 @@ class Queue:
             opts = options if options is not None else default
             out.append(Job(self, job_id, name, data, opts, timestamp=now))
         return out
+
+    def _alike(
+        self, items: list[tuple[str, Any, JobOptions | None]]
+    ) -> tuple[str, JobOptions] | None:
+        """(name, options) when every item has them, as the same objects, and
+        adds nothing but a new job with them (no id, deduplication, signature
+        or trace to add per job): the usual bulk add."""
+        name, _, options = items[0]
+        for item in items:
+            if item[0] is not name or item[2] is not options:
+                return None
+        opts = options if options is not None else self.default_options
+        if opts.job_id is not None or opts.dedup is not None or self.signer is not None:
+            return None
+        if _tracing.enabled or not isinstance(name, str) or not name:
+            return None  # the general path traces, or names the bad name
+        return name, opts
+
+    async def _add_alike(
+        self, items: list[tuple[str, Any, JobOptions | None]], name: str, opts: JobOptions
+    ) -> list[Job]:
+        encode = serialization.encode
+        limit = self.max_payload_bytes
+        payloads = []
+        try:
+            for _, data, _ in items:
+                payloads.append(encode(data, limit=limit, what="data"))
+        except PayloadError as exc:
+            raise type(exc)(f"add_bulk item {len(payloads)} ({name!r}): {exc}") from exc
+        _, raw_opts, _, prio, delay, lifo = self._encoded_options(opts)
+        ids = await self.scripts.add_alike(
+            self.events_max_len, (name, raw_opts, prio, delay, lifo), payloads
+        )
+        now = int(time.time() * 1000)
+        return [
+            Job(self, job_id, name, item[1], opts, timestamp=now)
+            for job_id, item in zip(ids, items, strict=True)
+        ]
 
     # -- deduplication -----------------------------------------------------
     async def get_deduplication_job_id(self, key: str) -> str | None:

@@ -81,6 +81,43 @@ async def test_a_claim_and_a_finish_write_one_entry_each(queue: Queue) -> None:
     ]
 
 
+async def test_a_value_every_job_of_a_batch_shares_is_written_once(queue: Queue) -> None:
+    await queue.add_bulk([("same", {}, JobOptions(job_id=job_id)) for job_id in IDS])
+    [(sid, fields)] = await entries(queue)
+    assert fields[b"name"] == b"same"
+    assert b"name#" not in fields
+    assert [(e.job_id, e.fields) for e in QueueEvent.from_entry(sid, fields)] == [
+        (job_id, {"name": "same"}) for job_id in IDS
+    ]
+
+
+BIG = b'"' + b"x" * 20_000 + b'"'  # too large for the stream: the job's event has no value
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"1", b"1", b"2", b"1"],  # differs after a run of the same
+        [b"1", b"1", b"1", BIG],  # the last has none
+        [BIG, b"1", b"1", b"1"],  # the first has none
+        [b"1", BIG, BIG, b"1"],
+    ],
+)
+async def test_values_that_differ_within_a_batch_are_each_kept(
+    queue: Queue, values: list[bytes]
+) -> None:
+    await queue.add_bulk([("job", {}, JobOptions(job_id=job_id)) for job_id in IDS])
+    reply = await scriptcalls.claim(queue.scripts, count=len(IDS))
+    items = [FinishItem(j.id, j.token, "c", v) for j, v in zip(reply.jobs, values, strict=True)]
+    await scriptcalls.finish(queue.scripts, items)
+    raw = await entries(queue)
+    assert b"rv#" in raw[-1][1]
+    got = [e for e in await events(queue) if e.event == "completed"]
+    assert [(e.job_id, e.fields.get("rv")) for e in got] == [
+        (job_id, None if v is BIG else v.decode()) for job_id, v in zip(IDS, values, strict=True)
+    ]
+
+
 async def test_wait_for_job_finds_a_removed_jobs_result_inside_a_batch(queue: Queue) -> None:
     await queue.add_bulk([("job", {}, JobOptions(job_id=j)) for j in IDS])
     reply = await scriptcalls.claim(queue.scripts, count=len(IDS))

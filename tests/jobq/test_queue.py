@@ -26,6 +26,7 @@ from jobq import (
     SyncQueue,
 )
 from tests.conftest import QueueFactory
+from tests.jobq import scriptcalls
 
 
 async def queue_keys(client: Redis, queue: Queue) -> list[bytes]:
@@ -223,6 +224,59 @@ async def test_add_bulk_places_jobs_as_adds_one_at_a_time_do(
     stored = await bulk.get_job(jobs[8_999].id)
     assert stored is not None
     assert stored.data == {"i": 8_999}
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        None,
+        JobOptions(remove_on_complete=True),
+        JobOptions(priority=2),
+        JobOptions(delay=60_000),
+        JobOptions(lifo=True),
+        JobOptions(group="g1"),
+    ],
+    ids=["plain", "keep", "priority", "delay", "lifo", "group"],
+)
+async def test_add_bulk_of_alike_jobs_stores_what_adds_one_at_a_time_do(
+    make_queue: QueueFactory, redis_client: Redis, queue_name: str, opts: JobOptions | None
+) -> None:
+    # One name and one options object for all: the batch is sent as alike jobs.
+    items = [("alike", {"i": i, "pad": "x" * (i % 150)}, opts) for i in range(250)]
+    one_by_one = await make_queue(queue_name + "-single")
+    for name, data, o in items:
+        await one_by_one.add(name, data, o)
+    bulk = await make_queue(queue_name + "-bulk")
+    jobs = await bulk.add_bulk(items)
+    assert [j.id for j in jobs] == [str(i) for i in range(1, 251)]
+    assert [j.data for j in jobs] == [data for _, data, _ in items]
+    assert await _placement(redis_client, bulk) == await _placement(redis_client, one_by_one)
+
+    async def stored(queue: Queue, job_id: str) -> dict[bytes, bytes]:
+        h = await scriptcalls.job_hash(redis_client, queue.keys.job(job_id))
+        del h[b"t"]  # the time each was added
+        return h
+
+    for job_id in ("1", "2", "125", "250"):
+        assert await stored(bulk, job_id) == await stored(one_by_one, job_id)
+    for i in (0, 60, 100, 149):  # one, two and three data pieces
+        got = await bulk.get_job(str(i + 1))
+        assert got is not None
+        assert got.data == items[i][1]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [({"x": object()}, SerializationError), ({"x": "y" * 2_000}, PayloadTooLargeError)],
+)
+async def test_add_bulk_of_alike_jobs_refuses_a_bad_one_by_its_index(
+    make_queue: QueueFactory, redis_client: Redis, bad: Any, error: type[Exception]
+) -> None:
+    queue = await make_queue(max_payload_bytes=1024)
+    opts = JobOptions(attempts=2)
+    with pytest.raises(error, match=r"add_bulk item 3 \('same'\)"):
+        await queue.add_bulk([("same", {"i": i}, opts) for i in range(3)] + [("same", bad, opts)])
+    assert await queue_keys(redis_client, queue) == []
 
 
 async def test_remove_deletes_job_and_its_logs(queue: Queue, redis_client: Redis) -> None:

@@ -197,6 +197,21 @@ def _shared_but_id_and_data(jobs: Sequence[tuple[str, str, bytes, bytes, str, in
     return True
 
 
+def _added(raw: list[Any]) -> list[tuple[str, bool]]:
+    """The add script's reply as (id, created) per job.
+
+    ``[first, -n]`` stands for n jobs created with consecutive ids from ``first``.
+    """
+    if len(raw) == 2 and raw[1] < 0:
+        return [(job_id, True) for job_id in _consecutive_ids(raw)]
+    return [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+
+def _consecutive_ids(raw: list[Any]) -> list[str]:
+    first = int(raw[0])
+    return list(map(str, range(first, first - raw[1])))
+
+
 def _s(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -407,11 +422,38 @@ class QueueScripts:
             args.extend((self.keys.dedup_prefix, len(specs)))
             for i, (key, ttl, debounce) in specs:
                 args.extend((i, key, ttl, "1" if debounce else "0"))
+        return await self._add(args)
+
+    async def add_alike(
+        self,
+        events_max_len: int,
+        shared: tuple[str, bytes, str, int, bool],
+        payloads: Sequence[bytes],
+    ) -> Sequence[str]:
+        """Add jobs that differ only in their data, each with a new id; their ids.
+
+        ``shared`` is (name, options JSON or b'', priority or '', delay, lifo):
+        the same as :meth:`add` of jobs (``''``, name, payload, ...), without
+        the work of finding out that they are alike.
+        """
+        name, opts, prio, delay, lifo = shared
+        n = len(payloads)
+        per_job: list[Any] = [""] * (2 * n)  # id ('' = new), data
+        per_job[1::2] = payloads
+        args = [self._prefix, events_max_len, -n, name, opts, prio, delay, "1" if lifo else "0"]
+        args.extend(per_job)
         if self.durable is None:
             raw = await self._call("add", *args)
-            return [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
+            if len(raw) == 2 and raw[1] < 0:  # n > 1 new jobs: the first id
+                return _consecutive_ids(raw)
+            return [_s(raw[0])]
+        return [job_id for job_id, _ in await self._add(args)]
+
+    async def _add(self, args: list[Any]) -> list[tuple[str, bool]]:
+        if self.durable is None:
+            return _added(await self._call("add", *args))
         raw, acked = await self._call_replicated("add", *args)
-        out = [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
+        out = _added(raw)
         ids = [job_id for job_id, _ in out]
         raise_if_not_replicated(acked, self.durable[0], ids, f"queue {self.keys.name!r}")
         return out

@@ -13,7 +13,9 @@
 --   ARGV[D + 1] number of deduplicated jobs M, then 4 values each:
 --     job index (1-based, among the N), dedup key, ttl ms (0 = until the job
 --     finishes), debounce ('1' or '0')
--- Returns { id1, created1, id2, created2, ... }; created is 0 when a job with
+-- Returns { id1, created1, id2, created2, ... }, or { id1, -N } when all N > 1
+-- jobs were created with the ids id1, id1 + 1, ... (none had an id or a
+-- deduplication key, the usual bulk add); created is 0 when a job with
 -- that id already existed, or when a pending job (or one within its ttl) holds
 -- the dedup key: its id is returned and nothing is written for the add
 -- ('deduplicated' event), except that a debounced add whose holder is still
@@ -67,8 +69,7 @@ local function absorb(holder, dd, name, data, opts, delay)
     redis.call('HDEL', hk, 'd1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11',
       'd12', 'd13', 'd14', 'd15')
     local fields = {'n', name, 'dl', delay}
-    add_data_fields(fields, data, true)
-    redis.call('HSET', hk, unpack(fields))
+    redis.call('HSET', hk, unpack(fields, 1, add_data_fields(fields, 4, data, true)))
     if string.find(opts, '"sig":"', 1, true) then redis.call('HSET', hk, 'o', opts) end
     redis.call('ZADD', K_DELAYED, now + delay, holder)
     emit(maxlen, 'e', 'debounced', 'id', holder, 'name', name, 'dk', dd.key, 'delay', delay)
@@ -81,13 +82,16 @@ end
 -- Without deduplication every job whose id is blank is created: their ids come
 -- from one INCRBY, in order (as one INCR each would give them).
 local next_id = nil
+local consecutive = false
 if m == 0 then
   local blank = 0
   for i = 0, n - 1 do
     if ARGV[first + i * width] == '' then blank = blank + 1 end
   end
   if blank > 0 then next_id = redis.call('INCRBY', K_ID, blank) - blank end
+  consecutive = blank == n and n > 1
 end
+local first_id = next_id and string.format('%d', next_id + 1)
 -- Plain waiting jobs are pushed together at the end, in order, and their
 -- 'added' events are one stream entry.
 local pushes = {}
@@ -137,11 +141,14 @@ for i = 0, n - 1 do
     end
     ready = true
   end
-  out[#out + 1] = id
-  out[#out + 1] = created
+  if not consecutive then
+    out[#out + 1] = id
+    out[#out + 1] = created
+  end
 end
 push_waiting(pushes)
 emit_batch(added)
 -- Delayed jobs wake a worker too: it learns the new earliest due time.
 if ready and not is_paused() then wake_workers() end
+if consecutive then return {first_id, -n} end
 return out

@@ -84,8 +84,8 @@ local EVENT_BATCH_MAX = 100
 local EVENT_BATCH_BYTES = 16384
 
 local function new_batch(maxlen, event, field, ...)
-  return {maxlen = maxlen, event = event, field = field, shared = {...}, ids = {}, il = {},
-    vals = {}, vl = {}, bytes = 0, digits = {}}
+  return {maxlen = maxlen, event = event, field = field, shared = {...}, n = 0, ids = {}, il = {},
+    same = nil, nv = 0, vals = {}, vl = {}, bytes = 0, digits = {}}
 end
 
 -- A length as a string, memoised per batch: converting a number costs a printf.
@@ -99,15 +99,21 @@ local function length_s(b, n)
 end
 
 local function emit_batch(b)
-  local n = #b.ids
+  local n = b.n
   if n == 0 then return end
   local fields
   if n == 1 then
     fields = {'e', b.event, 'id', b.ids[1]}
-    if b.field and b.vl[1] ~= '-' then fields[5], fields[6] = b.field, b.vals[1] end
+    if b.same then
+      fields[5], fields[6] = b.field, b.same
+    elseif b.field and b.vl[1] ~= '-' then
+      fields[5], fields[6] = b.field, b.vals[1]
+    end
   else
     fields = {'e', b.event, 'id', table.concat(b.ids), 'id#', table.concat(b.il, ',')}
-    if b.field then
+    if b.same then -- every job has the same value: one field shared by all
+      fields[7], fields[8] = b.field, b.same
+    elseif b.field then
       fields[7], fields[8] = b.field, table.concat(b.vals)
       fields[9], fields[10] = b.field .. '#', table.concat(b.vl, ',')
     end
@@ -116,25 +122,39 @@ local function emit_batch(b)
   -- An entry of n events trims the stream to maxlen / n entries (see above).
   redis.call('XADD', K_EVENTS, 'MAXLEN', '~', n == 1 and b.maxlen or math.ceil(b.maxlen / n), '*',
     unpack(fields))
-  b.ids, b.il, b.vals, b.vl, b.bytes = {}, {}, {}, {}, 0
+  b.n, b.ids, b.il, b.same, b.nv, b.vals, b.vl, b.bytes = 0, {}, {}, nil, 0, {}, {}, 0
 end
 
--- Add one job's event to a batch; `value` (nil: none) is its `field`.
+-- Add one job's event to a batch; `value` (nil: none) is its `field`. While
+-- every job of the batch has the same value it is kept once, in b.same.
 local function add_to_batch(b, id, value)
   if b.maxlen <= 0 then return end
   local size = #id + (value and #value or 0)
-  if #b.ids >= EVENT_BATCH_MAX or (#b.ids > 0 and b.bytes + size > EVENT_BATCH_BYTES) then
+  local n = b.n
+  if n >= EVENT_BATCH_MAX or (n > 0 and b.bytes + size > EVENT_BATCH_BYTES) then
     emit_batch(b)
+    n = 0
   end
-  local n = #b.ids + 1
-  b.ids[n], b.il[n] = id, length_s(b, #id)
+  n = n + 1
+  b.n, b.ids[n], b.il[n] = n, id, length_s(b, #id)
   b.bytes = b.bytes + size
-  if b.field then
-    if value then
-      b.vals[#b.vals + 1], b.vl[n] = value, length_s(b, #value)
-    else
-      b.vl[n] = '-'
-    end
+  if not b.field then return end
+  local same = b.same
+  if n == 1 then
+    b.same = value or false
+    if value then return end
+  elseif same then
+    if value == same then return end
+    -- The first value that differs: the ones before it are written out.
+    local len = length_s(b, #same)
+    for i = 1, n - 1 do b.vals[i], b.vl[i] = same, len end
+    b.nv, b.same = n - 1, false
+  end
+  if value then
+    local nv = b.nv + 1
+    b.nv, b.vals[nv], b.vl[n] = nv, value, length_s(b, #value)
+  else
+    b.vl[n] = '-'
   end
 end
 
@@ -375,18 +395,25 @@ local DATA_PIECES_MAX = 16
 local PIECE_FIELDS = {[0] = 'd', 'd1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11',
   'd12', 'd13', 'd14', 'd15'}
 
--- Append the fields storing `data` to `fields` (field, value, ...).
-local function add_data_fields(fields, data, split)
+-- Put the fields storing `data` in `fields` (field, value, ...) after its
+-- first `k` entries; returns the new count.
+local function add_data_fields(fields, k, data, split)
   local n = #data
   if not split or n <= DATA_PIECE or n > DATA_PIECE * DATA_PIECES_MAX then
-    fields[#fields + 1] = 'd'
-    fields[#fields + 1] = data
-    return
+    fields[k + 1], fields[k + 2] = 'd', data
+    return k + 2
+  end
+  if n <= DATA_PIECE * 2 then -- the usual small payload: two pieces
+    fields[k + 1], fields[k + 2] = 'd', string.sub(data, 1, DATA_PIECE)
+    fields[k + 3], fields[k + 4] = 'd1', string.sub(data, DATA_PIECE + 1)
+    return k + 4
   end
   for i = 0, math.ceil(n / DATA_PIECE) - 1 do
-    fields[#fields + 1] = PIECE_FIELDS[i]
-    fields[#fields + 1] = string.sub(data, i * DATA_PIECE + 1, (i + 1) * DATA_PIECE)
+    fields[k + 1], fields[k + 2] = PIECE_FIELDS[i],
+      string.sub(data, i * DATA_PIECE + 1, (i + 1) * DATA_PIECE)
+    k = k + 2
   end
+  return k
 end
 
 -- A job's data from its fields 'd' and 'd1' as the caller read them; further
@@ -418,9 +445,10 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
                           children, pushes, added)
   local jobkey = prefix .. id
   if now ~= seen_now then seen_now, seen_now_s = now, tostring(now) end
-  local fields = {'n', name, 't', seen_now_s}
+  -- Sized for the usual fields up front: growing a table rehashes it.
+  local fields = {'n', name, 't', seen_now_s, false, false, false, false, false, false}
   -- Pieces only help while every other field fits the listpack limit too.
-  add_data_fields(fields, data, #name <= DATA_PIECE and #opts <= DATA_PIECE and
+  local k = add_data_fields(fields, 4, data, #name <= DATA_PIECE and #opts <= DATA_PIECE and
     #extra <= DATA_PIECE)
   if opts ~= seen_opts then
     seen_opts = opts
@@ -429,19 +457,19 @@ local function create_job(prefix, id, name, data, opts, prio, delay, lifo, extra
   end
   local kc = seen_kc
   if kc then
-    fields[#fields + 1] = 'kc'; fields[#fields + 1] = kc
+    fields[k + 1], fields[k + 2], k = 'kc', kc, k + 2
   elseif opts ~= '' then
-    fields[#fields + 1] = 'o'; fields[#fields + 1] = opts
+    fields[k + 1], fields[k + 2], k = 'o', opts, k + 2
   end
-  if prio ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = prio end
-  if delay > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = delay end
-  if extra ~= '' then fields[#fields + 1] = 'x'; fields[#fields + 1] = extra end
+  if prio ~= '' then fields[k + 1], fields[k + 2], k = 'p', prio, k + 2 end
+  if delay > 0 then fields[k + 1], fields[k + 2], k = 'dl', delay, k + 2 end
+  if extra ~= '' then fields[k + 1], fields[k + 2], k = 'x', extra, k + 2 end
   local group = nil
   if seen_group then
     local g = cjson.decode(opts)['group']
-    if type(g) == 'string' then group = g; fields[#fields + 1] = 'g'; fields[#fields + 1] = g end
+    if type(g) == 'string' then group = g; fields[k + 1], fields[k + 2], k = 'g', g, k + 2 end
   end
-  redis.call('HSET', jobkey, unpack(fields))
+  redis.call('HSET', jobkey, unpack(fields, 1, k))
   if children and #children > 0 then
     redis.call('SADD', jobkey .. ':deps', unpack(children))
     redis.call('ZADD', K_WAITING_CHILDREN, now, id)
