@@ -63,11 +63,11 @@ class ClaimDecoder:
             corrupt = str(exc)
         try:
             opts = self.options(cj.opts, cj.priority, cj.delay)
-            errors = Job.decode_errors(cj.errors)
-            extra = Job.decode_extra(cj.extra)
+            errors = Job.decode_errors(cj.errors) if cj.errors else None
+            extra = Job.decode_extra(cj.extra) if cj.extra else None
         except (ValueError, TypeError, KeyError) as exc:
             corrupt = corrupt or f"job {cj.id}: corrupt options: {exc}"
-            opts, errors, extra = JobOptions(), [], {}
+            opts, errors, extra = JobOptions(), None, None
         progress: Any = 0
         if cj.progress:
             with contextlib.suppress(ValueError):

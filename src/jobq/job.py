@@ -111,14 +111,14 @@ class Job:
     """
 
     __slots__ = (
+        "_errors",
+        "_extra",
         "_loop",
         "_queue",
         "attempts_made",
         "attempts_started",
         "corrupt_reason",
         "data",
-        "errors",
-        "extra",
         "failed_reason",
         "finished_on",
         "id",
@@ -173,16 +173,39 @@ class Job:
         self.progress: Progress = progress
         self.return_value = return_value
         self.failed_reason = failed_reason
-        self.errors: list[AttemptError] = errors or []
+        # Made on first use: most jobs have none, and a bulk add makes thousands.
+        self._errors = errors
         self.processed_on = processed_on
         self.finished_on = finished_on
         self.token = token
         self.corrupt_reason = corrupt_reason
         # Fields set by engine features (scheduler id and tick, parent of a flow...).
-        self.extra: dict[str, Any] = extra or {}
+        self._extra = extra
         self.lease_lost = False
         # Set by a worker that must not run the job (a missing or bad signature).
         self.refusal: str | None = None
+
+    @property
+    def errors(self) -> list[AttemptError]:
+        """The errors of the failed attempts so far, oldest first."""
+        if self._errors is None:
+            self._errors = []
+        return self._errors
+
+    @errors.setter
+    def errors(self, value: list[AttemptError]) -> None:
+        self._errors = value
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Fields set by engine features: a scheduler's id and tick, a flow's parent..."""
+        if self._extra is None:
+            self._extra = {}
+        return self._extra
+
+    @extra.setter
+    def extra(self, value: dict[str, Any]) -> None:
+        self._extra = value
 
     def __repr__(self) -> str:
         return f"<Job {self.queue_name}/{self.id} {self.name!r} attempts={self.attempts_made}>"
@@ -328,7 +351,7 @@ class Job:
     @property
     def parent_key(self) -> str | None:
         """The job key of this job's parent in a flow, or None."""
-        parent = self.extra.get("parent")
+        parent = self._extra.get("parent") if self._extra else None
         if not isinstance(parent, dict):
             return None
         return f"{{{parent['p']}:{parent['q']}}}:j:{parent['id']}"
