@@ -347,14 +347,16 @@ class Queue:
     async def _add_alike(
         self, items: list[tuple[str, Any, JobOptions | None]], name: str, opts: JobOptions
     ) -> list[Job]:
-        encode = serialization.encode
         limit = self.max_payload_bytes
-        payloads = []
-        try:
-            for _, data, _ in items:
-                payloads.append(encode(data, limit=limit, what="data"))
-        except PayloadError as exc:
-            raise type(exc)(f"add_bulk item {len(payloads)} ({name!r}): {exc}") from exc
+        payloads = serialization.encode_flat_batch([item[1] for item in items], limit)
+        if payloads is None:
+            encode = serialization.encode
+            payloads = []
+            try:
+                for _, data, _ in items:
+                    payloads.append(encode(data, limit=limit, what="data"))
+            except PayloadError as exc:
+                raise type(exc)(f"add_bulk item {len(payloads)} ({name!r}): {exc}") from exc
         _, raw_opts, _, prio, delay, lifo = self._encoded_options(opts)
         ids = await self.scripts.add_alike(
             self.events_max_len, (name, raw_opts, prio, delay, lifo), payloads

@@ -42,9 +42,10 @@ import json
 import math
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from itertools import chain
 from typing import Any, Final, NoReturn
 from uuid import UUID
 
@@ -192,6 +193,42 @@ def encode(value: object, *, limit: int | None = DEFAULT_LIMIT, what: str = "dat
 
 
 _FLAT_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_JUST_DICT: Final = frozenset({dict})
+_JUST_STR: Final = frozenset({str})
+_NO_FLOAT_SCALARS: Final = _FLAT_SCALARS - {float}
+# Digits as "0", the rest as " ": 19 digits in a row may be an int past 64
+# bits (or digits in a string). A byte translation is ~10x faster than a regex.
+_DIGITS_AS_ZERO: Final = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
+_LONG_DIGITS: Final = b"0" * 19
+
+
+def encode_flat_batch(values: Sequence[object], limit: int | None) -> list[bytes] | None:
+    """What :func:`encode` gives for each of ``values``, or None to use it.
+
+    For a batch of flat dicts (str keys, str/int/bool/None values: the usual
+    bulk add), checked over the whole batch at once instead of item by item;
+    anything else (floats, nesting, a long run of digits, a ``"$"`` key, a
+    value over ``limit``) is None, for :func:`encode` to handle (and name).
+    """
+    if not values:
+        return []
+    if frozenset(map(type, values)) != _JUST_DICT or max(map(len, values)) > 32:  # type: ignore[arg-type]
+        return None
+    dicts: Sequence[dict[Any, Any]] = values  # type: ignore[assignment]
+    if frozenset(map(type, chain.from_iterable(dicts))) != _JUST_STR:
+        return None
+    if not frozenset(map(type, chain.from_iterable(map(dict.values, dicts)))) <= _NO_FLOAT_SCALARS:
+        return None
+    try:
+        out = list(map(_FAST_ENCODE, dicts))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    joined = b"".join(out)
+    if b'{"$' in joined or _LONG_DIGITS in joined.translate(_DIGITS_AS_ZERO):
+        return None
+    if limit is not None and max(map(len, out)) > limit:
+        return None
+    return out
 
 
 _INT64_MIN: Final = -(2**63)

@@ -23,6 +23,7 @@ from jobq.serialization import (
     _json_deeper_than,
     decode,
     encode,
+    encode_flat_batch,
 )
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -620,3 +621,50 @@ def test_a_lone_dollar_key_is_still_escaped_and_big_ints_still_round_trip() -> N
     assert decode(encode({"n": 2**64})) == {"n": 2**64}
     with pytest.raises(SerializationError, match="surrogate"):
         encode({"s": "\ud800"})
+
+
+# --- a batch of flat dicts --------------------------------------------------------
+
+
+def test_a_batch_of_flat_dicts_encodes_as_encode_does_item_by_item() -> None:
+    rng = random.Random(11)
+    fast = 0
+    for _ in range(300):
+        batch = [
+            {
+                f"k{i}": v
+                for i in range(rng.randrange(0, 6))
+                if type(v := _random_scalar(rng)) is not float
+            }
+            for _ in range(rng.randrange(1, 10))
+        ]
+        got = encode_flat_batch(batch, None)
+        if got is not None:  # long digit runs take encode
+            assert got == [encode(v) for v in batch]
+            fast += 1
+    assert fast > 100
+    plain = [{"i": i, "s": "x" * (i % 70), "b": i % 2 == 0, "n": None} for i in range(500)]
+    assert encode_flat_batch(plain, 1024) == [encode(v) for v in plain]
+    assert encode_flat_batch([], None) == []
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"f": 0.5},  # a float may be NaN: encode checks it
+        {"n": 2**64},
+        {"n": -(2**63) - 1},
+        {"s": "1234567890123456789"},  # a long run of digits, even in a string
+        {"$only": 1},
+        {1: "int key"},
+        {"l": [1]},
+        {"s": "\ud800"},
+        {"big": "x" * 2_000},  # over the limit
+        [1, 2],
+        {f"k{i}": i for i in range(33)},
+    ],
+    ids=short_id,
+)
+def test_a_batch_with_anything_else_is_left_to_encode(odd: Any) -> None:
+    batch = [{"i": 1}, odd, {"i": 2}]
+    assert encode_flat_batch(batch, 1024) is None
