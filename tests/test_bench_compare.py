@@ -1,4 +1,5 @@
-"""``python -m bench.compare`` end to end, jobq only, tiny sizes (no virtualenv is built).
+"""``python -m bench.compare`` end to end, jobq only, tiny sizes (no virtualenv is built),
+and the harness's rule for short runs.
 
 The harness starts its own private server; this checks the protocol between
 the harness and the jobq adapter (READY/go/RESULT, fill, enqueue roles) and
@@ -11,6 +12,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench._compare_workloads import SHORT_RUN_S, Ctx, Sizes, _median_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,3 +72,43 @@ def test_compare_quick_jobq_w1_w2(tmp_path: Path) -> None:
     # The table made it to stdout, with no problem section.
     assert "W2 drain" in proc.stdout
     assert "PROBLEMS" not in proc.stdout
+
+
+def _ctx(mode: str) -> Ctx:
+    quick = mode == "quick"
+    return Ctx(url="", client=None, env={}, sizes=Sizes.make(quick, tiny=mode == "tiny"), log=print)
+
+
+def test_a_short_run_is_run_three_times_and_the_median_kept() -> None:
+    rates = iter([300.0, 100.0, 200.0])
+    calls = 0
+
+    def run() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        rate = next(rates)
+        return {"seconds": 1.0, "jobs_per_s": rate, "tag": rate}
+
+    got = _median_run(run, _ctx("full"))
+    assert calls == 3
+    assert (got["tag"], got["runs_jobs_per_s"]) == (200.0, [100.0, 200.0, 300.0])
+
+
+@pytest.mark.parametrize(
+    ("result", "mode"),
+    [
+        ({"seconds": SHORT_RUN_S, "jobs_per_s": 1.0}, "full"),  # long enough
+        ({"unsupported": "no bulk API"}, "full"),
+        ({"seconds": 0.1, "jobs_per_s": 1.0}, "tiny"),  # the tests' own sizes
+    ],
+)
+def test_a_long_or_unsupported_run_is_run_once(result: dict[str, Any], mode: str) -> None:
+    calls = 0
+
+    def run() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return dict(result)
+
+    assert _median_run(run, _ctx(mode)) == result
+    assert calls == 1
