@@ -82,9 +82,16 @@ class Outcomes:
                 return self.failure(
                     job, UnrecoverableError(f"the return value cannot be stored: {exc}")
                 )
-        count, age = keep(job.options.keep_completed)
+        opts = job.options
+        count, age = keep(opts.keep_completed)
         self.processed += 1
-        return FinishItem(job.id, job.token or "", "c", encoded, b"", 0, count, age), None
+        plain = (
+            opts.group is None
+            and opts.deduplication is None
+            and not job.extra
+            and job.corrupt_reason is None
+        )
+        return FinishItem(job.id, job.token or "", "c", encoded, b"", 0, count, age, plain), None
 
     def error(self, job: Job, exc: BaseException) -> Outcome:
         """What ``exc`` raised by the processor makes of the attempt."""

@@ -287,6 +287,9 @@ class FinishItem:
     delay: int = 0
     keep_count: int = -1
     keep_age: int = -1
+    #: A completion ('c') of a job that has no group, extra fields or
+    #: deduplication key, as its claim showed: the script need not look for them.
+    plain: bool = False
 
 
 class QueueScripts:
@@ -591,7 +594,8 @@ class QueueScripts:
             len(items),
         ]
         for it in items:
-            args.extend((it.id, it.token, it.kind, it.value, it.errors, it.delay, it.keep_count))
+            kind = "C" if it.plain and it.kind == "c" else it.kind
+            args.extend((it.id, it.token, kind, it.value, it.errors, it.delay, it.keep_count))
             args.append(it.keep_age)
         raw = await self._call("finish", *args)
         codes = [int(c) for c in raw[0]]

@@ -6,6 +6,9 @@
 -- ARGV[10] number of results R, then 8 values per result:
 --   id, fencing token, kind, value, errors JSON, delay ms, keep count, keep age ms
 --   kind 'c' completed (value = return value JSON)
+--        'C' the same, of a job that has no group, extra fields ('x') or
+--            deduplication key (its worker saw so in its claim): they are not
+--            looked for (asking a small hash for a field it lacks walks it)
 --        'f' failed for good (value = reason)
 --        'r' failed, retry after delay (value = reason)
 --        'l' rate limited: back to the front, no attempt spent, queue held `delay` ms
@@ -41,9 +44,21 @@ for i = 0, n - 1 do
   local b = 11 + i * 8
   local id, token, kind, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local jobkey = prefix .. id
-  -- tk, attempts made, group, extra, dedup key
-  local f = (leased[i + 1] and not seen[id]) and
-    redis.call('HMGET', jobkey, 'tk', 'a', 'g', 'x', 'dk') or {}
+  -- tk, attempts made, group, extra, dedup key (false: it has none)
+  local f
+  if not leased[i + 1] or seen[id] then
+    f = {}
+  elseif kind == 'C' then
+    kind = 'c'
+    if ARGV[b + 6] == '0' then -- deleted at once: its attempt count is not kept
+      f = {redis.call('HGET', jobkey, 'tk'), false, false, false, false}
+    else
+      f = redis.call('HMGET', jobkey, 'tk', 'a')
+      f[3], f[4], f[5] = false, false, false
+    end
+  else
+    f = redis.call('HMGET', jobkey, 'tk', 'a', 'g', 'x', 'dk')
+  end
   if f[1] ~= token then
     codes[#codes + 1] = -2
   else
