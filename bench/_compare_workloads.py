@@ -158,9 +158,9 @@ def _median_run(run: Callable[[], dict[str, Any]], ctx: Ctx) -> dict[str, Any]:
         return first
     runs = [first, run(), run()]
     runs.sort(key=lambda r: r["jobs_per_s"] or 0.0)
-    best = dict(runs[1])
-    best["runs_jobs_per_s"] = [r["jobs_per_s"] for r in runs]
-    return best
+    median = dict(runs[1])
+    median["runs_jobs_per_s"] = [r["jobs_per_s"] for r in runs]
+    return median
 
 
 # --- W1 ------------------------------------------------------------------------------------

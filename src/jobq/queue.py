@@ -90,6 +90,11 @@ class BulkJob:
     options: JobOptions | None = None
 
 
+def _bulk_item_error(exc: Exception, index: int, name: str) -> Exception:
+    """``exc`` again, naming the add_bulk item it is about."""
+    return type(exc)(f"add_bulk item {index} ({name!r}): {exc}")
+
+
 class Queue:
     """A named queue on Redis.
 
@@ -311,7 +316,7 @@ class Queue:
             try:
                 prepared.append(prepare(name, data, options))
             except (ConfigurationError, PayloadError) as exc:
-                raise type(exc)(f"add_bulk item {i} ({name!r}): {exc}") from exc
+                raise _bulk_item_error(exc, i, name) from exc
         dedup = [self._dedup_spec(options) for _, _, options in items]
         result = await self.scripts.add(self.events_max_len, prepared, dedup)
         now = int(time.time() * 1000)
@@ -356,7 +361,7 @@ class Queue:
                 for _, data, _ in items:
                     payloads.append(encode(data, limit=limit, what="data"))
             except PayloadError as exc:
-                raise type(exc)(f"add_bulk item {len(payloads)} ({name!r}): {exc}") from exc
+                raise _bulk_item_error(exc, len(payloads), name) from exc
         _, raw_opts, _, prio, delay, lifo = self._encoded_options(opts)
         ids = await self.scripts.add_alike(
             self.events_max_len, (name, raw_opts, prio, delay, lifo), payloads

@@ -203,13 +203,16 @@ def _added(raw: list[Any]) -> list[tuple[str, bool]]:
     ``[first, -n]`` stands for n jobs created with consecutive ids from ``first``.
     """
     if len(raw) == 2 and raw[1] < 0:
-        return [(job_id, True) for job_id in _consecutive_ids(raw)]
+        return [(job_id, True) for job_id in _added_ids(raw)]
     return [(_s(raw[i]), bool(raw[i + 1])) for i in range(0, len(raw), 2)]
 
 
-def _consecutive_ids(raw: list[Any]) -> list[str]:
-    first = int(raw[0])
-    return list(map(str, range(first, first - raw[1])))
+def _added_ids(raw: list[Any]) -> list[str]:
+    """The ids in the add script's reply (see :func:`_added`)."""
+    if len(raw) == 2 and raw[1] < 0:
+        first = int(raw[0])
+        return list(map(str, range(first, first - raw[1])))
+    return [_s(raw[i]) for i in range(0, len(raw), 2)]
 
 
 def _s(value: Any) -> str:
@@ -410,14 +413,14 @@ class QueueScripts:
         ttl ms or 0 for "until the job finishes", debounce). A job whose key is
         held comes back as (holder id, False).
         """
-        args: list[Any] = [self._prefix, events_max_len, len(jobs)]
         if _shared_but_id_and_data(jobs):
             _, name, _, opts, prio, delay, lifo = jobs[0]
-            args[2] = -len(jobs)  # name, options ... once, then id and data per job
-            args.extend((name, opts, prio, delay, "1" if lifo else "0"))
-            for job in jobs:
-                args.extend((job[0], job[2]))
+            shared = (name, opts, prio, delay, lifo)
+            args = self._alike_args(
+                events_max_len, shared, [j[2] for j in jobs], [j[0] for j in jobs]
+            )
         else:
+            args = [self._prefix, events_max_len, len(jobs)]
             for job_id, name, data, opts, prio, delay, lifo in jobs:
                 args.extend((job_id, name, data, opts, prio, delay, "1" if lifo else "0"))
         specs = [(i, d) for i, d in enumerate(dedup, 1) if d is not None]
@@ -425,41 +428,51 @@ class QueueScripts:
             args.extend((self.keys.dedup_prefix, len(specs)))
             for i, (key, ttl, debounce) in specs:
                 args.extend((i, key, ttl, "1" if debounce else "0"))
-        return await self._add(args)
+        return _added(await self._add(args))
 
     async def add_alike(
         self,
         events_max_len: int,
         shared: tuple[str, bytes, str, int, bool],
         payloads: Sequence[bytes],
-    ) -> Sequence[str]:
+    ) -> list[str]:
         """Add jobs that differ only in their data, each with a new id; their ids.
 
         ``shared`` is (name, options JSON or b'', priority or '', delay, lifo):
         the same as :meth:`add` of jobs (``''``, name, payload, ...), without
         the work of finding out that they are alike.
         """
+        return _added_ids(await self._add(self._alike_args(events_max_len, shared, payloads)))
+
+    def _alike_args(
+        self,
+        events_max_len: int,
+        shared: tuple[str, bytes, str, int, bool],
+        payloads: Sequence[bytes],
+        ids: Sequence[str] | None = None,
+    ) -> list[Any]:
+        """The add script's arguments for jobs that share all but id and data:
+        what they share once, then the id ('' or None: a new one) and the data
+        of each."""
         name, opts, prio, delay, lifo = shared
         n = len(payloads)
-        per_job: list[Any] = [""] * (2 * n)  # id ('' = new), data
-        per_job[1::2] = payloads
-        args = [self._prefix, events_max_len, -n, name, opts, prio, delay, "1" if lifo else "0"]
-        args.extend(per_job)
-        if self.durable is None:
-            raw = await self._call("add", *args)
-            if len(raw) == 2 and raw[1] < 0:  # n > 1 new jobs: the first id
-                return _consecutive_ids(raw)
-            return [_s(raw[0])]
-        return [job_id for job_id, _ in await self._add(args)]
+        args: list[Any] = [self._prefix, events_max_len, -n, name, opts, prio, delay]
+        args.append("1" if lifo else "0")
+        args.extend([""] * (2 * n))  # from index 8: id, data, id, data...
+        if ids is not None:
+            args[8::2] = ids
+        args[9::2] = payloads
+        return args
 
-    async def _add(self, args: list[Any]) -> list[tuple[str, bool]]:
+    async def _add(self, args: list[Any]) -> list[Any]:
+        """The add script's reply; with ``durable``, once replicated (or raise)."""
         if self.durable is None:
-            return _added(await self._call("add", *args))
+            reply: list[Any] = await self._call("add", *args)
+            return reply
         raw, acked = await self._call_replicated("add", *args)
-        out = _added(raw)
-        ids = [job_id for job_id, _ in out]
+        ids = _added_ids(raw)
         raise_if_not_replicated(acked, self.durable[0], ids, f"queue {self.keys.name!r}")
-        return out
+        return list(raw)
 
     async def add_flow_node(
         self,

@@ -91,7 +91,7 @@ if m == 0 then
   if blank > 0 then next_id = redis.call('INCRBY', K_ID, blank) - blank end
   consecutive = blank == n and n > 1
 end
-local first_id = next_id and string.format('%d', next_id + 1)
+local first_id = consecutive and string.format('%d', next_id + 1)
 -- Plain waiting jobs are pushed together at the end, in order, and their
 -- 'added' events are one stream entry.
 local pushes = {}
