@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import selectors
 import socket
 import sys
@@ -38,6 +39,28 @@ def test_select_never_returns_before_its_timeout_when_nothing_is_ready(timeout: 
         sel.close()
         a.close()
         b.close()
+
+
+def _prctl(option: int, value: int = 0) -> int:
+    return int(ctypes.CDLL(None).prctl(option, value, 0, 0, 0))
+
+
+_PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
+
+
+def test_the_thread_that_waits_in_the_selector_gets_a_timer_slack_of_one_nanosecond() -> None:
+    slack: dict[str, int] = {}
+
+    def in_a_new_thread() -> None:
+        _prctl(_PR_SET_TIMERSLACK, 50_000)  # Linux's default, whatever this thread inherited
+        slack["before"] = _prctl(_PR_GET_TIMERSLACK)
+        eventloop.run(asyncio.sleep(0.001))
+        slack["after"] = _prctl(_PR_GET_TIMERSLACK)
+
+    t = threading.Thread(target=in_a_new_thread)
+    t.start()
+    t.join()
+    assert slack == {"before": 50_000, "after": 1}
 
 
 def test_select_reports_ready_data_at_once_whatever_the_timeout() -> None:
