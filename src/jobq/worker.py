@@ -21,7 +21,6 @@ import inspect
 import logging
 import math
 import os
-import random
 import signal
 import socket
 import threading
@@ -32,8 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import logs as _logs
 from . import scheduler as _scheduler
@@ -41,6 +38,9 @@ from . import security as _security
 from . import serialization
 from . import tracing as _tracing
 from ._claimed import ClaimDecoder
+from ._heartbeat import NETWORK_ERRORS as _NETWORK_ERRORS
+from ._heartbeat import Heartbeat, ParentDelivery
+from ._outage import Outage, release_stranded
 from ._outcome import BackoffStrategy, Outcome, Outcomes
 from ._runner import ChildJob, ProcessorRunner
 from .connection import is_cluster
@@ -50,7 +50,6 @@ from .errors import (
     ServerUnreachableError,
     UnrecoverableError,
 )
-from .flows import deliver_outbox
 from .job import Job
 from .options import RateLimit, WorkerOptions
 from .queue import ConnectionLike, Queue
@@ -65,7 +64,6 @@ log = logging.getLogger("jobq.worker")
 Processor = Callable[[Job], Awaitable[Any]] | Callable[[Job], Any]
 FailedJobHandler = Callable[[Job, BaseException], Awaitable[None] | None]
 
-_NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 #: Prefetch only while the average processor call takes this long (s): shorter
 #: jobs run out faster than a round trip anyway (two calls in flight feed them),
 #: and behind longer ones a held job could wait while another worker is idle.
@@ -190,11 +188,10 @@ class Worker:
         self._limited_until = 0.0
         self._grace_cut = asyncio.Event()
         self._bclient: Redis | None = None
-        self._outage_since: float | None = None
+        self._outage = Outage(self.id, self._stop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
-        self._delivering: asyncio.Future[None] | None = None
-        self._deliver_again = False
+        self._parents = ParentDelivery(self.queue, self._background)
         # Jobs held at once: one per slot, or a batch per slot in batch mode.
         self._capacity = opts.concurrency * max(1, opts.batch_size)
         self._batch_buf: list[_Running] = []
@@ -230,6 +227,16 @@ class Worker:
             processes=opts.processes,
             batch_size=opts.batch_size,
             lease_ms=opts.lease_ms,
+        )
+        self._heartbeat = Heartbeat(
+            self.queue,
+            self.id,
+            opts,
+            running=self._running,
+            stats=self._stats,
+            dead_letters=self._dead_letters,
+            parents=self._parents,
+            on_stalled_failed=self._spawn_stalled_handler,
         )
 
     # -- public ------------------------------------------------------------
@@ -307,7 +314,7 @@ class Worker:
             return
         self._runner.start()
         installed = self._install_signals()
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="jobq-heartbeat")
+        heartbeat = asyncio.create_task(self._heartbeat.run(), name="jobq-heartbeat")
         marker = asyncio.create_task(self._marker_loop(), name="jobq-marker")
         log.info(
             "worker %s started on queue %r (concurrency %d)",
@@ -324,7 +331,7 @@ class Worker:
             try:
                 await self._drain_running()
             finally:
-                await self._stop_heartbeat(heartbeat)
+                await self._heartbeat.stop(heartbeat)
                 for sig in installed:
                     self._loop.remove_signal_handler(sig)
                 await self._dead_letters.settle()
@@ -347,13 +354,13 @@ class Worker:
                 # The first claims find their scripts cached (a new or restarted
                 # server has none): no NOSCRIPT round trip while jobs wait.
                 await self.queue.scripts.load_all(_WORKER_SCRIPTS)
-                await self._heartbeat_once()  # registers the worker as alive before it claims
+                await self._heartbeat.once()  # registers the worker as alive before it claims
             except (ServerUnreachableError, *_NETWORK_ERRORS) as exc:
                 await self.queue.close()
-                failures = await self._network_pause(failures, exc)
+                failures = await self._outage.pause(failures, exc)
                 continue
             if failures:
-                self._recovered()
+                self._outage.recovered()
             return True
         if self._bclient is not None:
             await self._bclient.aclose()
@@ -414,10 +421,10 @@ class Worker:
                     calls.discard(task)
                     outcome = task.result()
                     if outcome.error is not None:
-                        failures = await self._network_pause(failures, outcome.error)
+                        failures = await self._outage.pause(failures, outcome.error)
                         continue
                     if failures:
-                        self._recovered()
+                        self._outage.recovered()
                         failures = 0
                     if self._claims_in_doubt and not calls:
                         await self._release_stranded()
@@ -541,7 +548,7 @@ class Worker:
                     self._spawn_handler(job, exc)
                     self._dead_letters.route_soon(job.id)
                 if item.kind in ("c", "f") and "parent" in job.extra:
-                    self._deliver_to_parents()
+                    self._parents.soon()
         return reply
 
     async def _finish(
@@ -598,7 +605,7 @@ class Worker:
                     popped = await self._bclient.bzpopmin(marker, block)
             except _NETWORK_ERRORS as exc:
                 self._pickup_lost(want)
-                failures = await self._network_pause(failures, exc)
+                failures = await self._outage.pause(failures, exc)
                 continue
             except asyncio.CancelledError:
                 self._pickup_lost(want)
@@ -607,7 +614,7 @@ class Worker:
             self._pickup_want = 0
             if failures:
                 # Whichever loop reaches Redis again first says so (once per outage).
-                self._recovered()
+                self._outage.recovered()
                 failures = 0
             if reply is not None:
                 self._on_claim(reply, want)
@@ -640,90 +647,6 @@ class Worker:
             self._claims_in_doubt = True  # released once calls succeed again
             self._maybe_work = True
             self._wake.set()
-
-    async def _stop_heartbeat(self, heartbeat: asyncio.Task[None]) -> None:
-        # The flag ends the loop even if a cancel is swallowed inside redis-py (as
-        # _stop_marker explains); the loop itself survives any other error.
-        self._heartbeat_stopping = True
-        while not heartbeat.done():
-            heartbeat.cancel()
-            await asyncio.wait({heartbeat}, timeout=0.5)
-        if not heartbeat.cancelled() and heartbeat.exception() is not None:
-            log.debug("heartbeat of worker %s ended: %r", self.id, heartbeat.exception())
-
-    _heartbeat_stopping = False
-
-    async def _heartbeat_loop(self) -> None:
-        interval = self.options.lease_ms / 3000
-        wait = interval
-        while not self._heartbeat_stopping:
-            await asyncio.sleep(wait)
-            try:
-                await self._heartbeat_once()
-                wait = interval
-            except _NETWORK_ERRORS as exc:
-                # Try again soon: the leases run out while we cannot reach Redis.
-                log.debug("heartbeat of worker %s failed: %s", self.id, exc)
-                wait = min(interval, 1.0)
-            except Exception:
-                # Anything else (a server error reply, MemoryError, a bug in a
-                # maintenance step) must not end the heartbeat: without it every
-                # running job loses its lease and runs twice.
-                log.exception("heartbeat of worker %s failed; trying again", self.id)
-                wait = min(interval, 1.0)
-
-    async def _heartbeat_once(self) -> None:
-        """Renew the leases of all running jobs in one call."""
-        o = self.options
-        # The worker's hash before its registration is renewed: whoever sees it
-        # registered (the first time too) sees it whole.
-        await self._stats.flush()  # this worker's hash and per-minute figures (jobq.stats)
-        pairs = [(j, r.job.token or "") for j, r in self._running.items() if not r.abandoned]
-        renewed, stalled_failed = await self.queue.scripts.extend(
-            pairs,
-            lease_ms=o.lease_ms,
-            max_stalled=o.max_stalled,
-            worker_id=self.id,
-            events_max_len=o.events_max_len,
-        )
-        for (jid, _), ok in zip(pairs, renewed, strict=True):
-            r = self._running.get(jid)
-            if not ok and r is not None and not r.job.lease_lost:
-                r.job.lease_lost = True
-                log.warning(
-                    "job %s of queue %r: lease lost while running; its result will be "
-                    "refused (another worker may run it)",
-                    jid,
-                    self.name,
-                    extra=_logs.job_fields(r.job, self.id),
-                )
-        for job_id in stalled_failed:
-            self._spawn_stalled_handler(job_id)
-        if await self.queue.client.llen(self.queue.keys.outbox):
-            self._deliver_to_parents()
-        await self._dead_letters.refresh()  # the queue's dead-letter setting; sweeps now and then
-        await _scheduler.maintain(self.queue)  # advance schedules whose tick is due
-
-    def _deliver_to_parents(self) -> None:
-        """Tell flow parents about finished children (one delivery at a time)."""
-        if self._delivering is not None and not self._delivering.done():
-            self._deliver_again = True
-            return
-
-        async def deliver() -> None:
-            while True:
-                self._deliver_again = False
-                try:
-                    await deliver_outbox(self.queue)
-                except _NETWORK_ERRORS as exc:
-                    log.warning("could not deliver finished children to parents: %s", exc)
-                    return  # the heartbeat tries again
-                if not self._deliver_again:
-                    return
-
-        self._delivering = asyncio.ensure_future(deliver())
-        self._background.add(self._delivering)
-        self._delivering.add_done_callback(self._background.discard)
 
     # -- running jobs --------------------------------------------------------
     def _start(self, cj: ClaimedJob) -> None:
@@ -994,62 +917,18 @@ class Worker:
         task.add_done_callback(self._background.discard)
 
     # -- helpers -----------------------------------------------------------
-    async def _network_pause(self, failures: int, exc: BaseException) -> int:
-        if failures == 0:
-            self._outage_since = time.monotonic()
-            log.warning("worker %s lost Redis (%s); reconnecting", self.id, exc)
-        # Full jitter, capped: many workers must not reconnect in lockstep.
-        delay = random.uniform(0, min(5.0, 0.05 * (2**failures)))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), delay)
-        return failures + 1
-
     async def _release_stranded(self) -> None:
-        """Hand back the jobs a claim gave this worker while the reply was lost.
-
-        A claim sent just before a network failure can run on the server after
-        the worker gave up on it; nobody would run those jobs until their lease
-        ran out (and they would count as stalled). Each claimed job records its
-        claimant, so the worker looks for active jobs that name it but that it
-        is not running, and hands them back to the front of the queue, fenced by
-        their current token (a job another worker has taken meanwhile is left).
-        """
-        c: Any = self.queue.client
-        k = self.queue.keys
+        """Hand back the jobs a claim gave this worker while the reply was lost
+        (see :func:`jobq._outage.release_stranded`); clears the doubt once done."""
+        # Ours and known: running, held, or finished with the outcome not yet
+        # reported (waiting, or in a call in flight).
+        known = self._running.keys() | self._reporting | {r[0].id for r in self._results}
         try:
-            active = [x.decode() for x in await c.zrange(k.active, 0, -1)]
-            # Ours and known: running, held, or finished with the outcome not yet
-            # reported (waiting, or in a call in flight).
-            known = self._running.keys() | self._reporting | {r[0].id for r in self._results}
-            candidates = [i for i in active if i not in known]
-            if candidates:
-                async with c.pipeline(transaction=False) as pipe:
-                    for job_id in candidates:
-                        pipe.hmget(k.job(job_id), "wk", "tk")
-                    rows = await pipe.execute()
-                mine = [
-                    FinishItem(job_id, tk.decode(), "h")
-                    for job_id, (wk, tk) in zip(candidates, rows, strict=True)
-                    if wk is not None and tk is not None and wk.decode() == self.id
-                ]
-                if mine:
-                    codes, _ = await self._finish(mine, 0)
-                    log.info(
-                        "worker %s handed back %d job(s) claimed while the network failed",
-                        self.id,
-                        sum(1 for code in codes if code == 1),
-                    )
-                    self._maybe_work = True
+            if await release_stranded(self.queue, self.id, known, self._finish):
+                self._maybe_work = True
         except _NETWORK_ERRORS:
             return  # still in doubt: try again after the next successful call
         self._claims_in_doubt = False
-
-    def _recovered(self) -> None:
-        if self._outage_since is not None:
-            log.info(
-                "worker %s reconnected after %.1f s", self.id, time.monotonic() - self._outage_since
-            )
-            self._outage_since = None
 
 
 def _unrunnable(job: Job) -> str | None:
