@@ -18,11 +18,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from . import logs as _logs
 from . import scheduler as _scheduler
+from .connection import NETWORK_ERRORS
 from .deadletter import DeadLetterRouter
 from .flows import deliver_outbox
 from .options import WorkerOptions
@@ -30,8 +28,6 @@ from .queue import Queue
 from .stats import RunLike, WorkerStats
 
 log = logging.getLogger("jobq.worker")
-
-NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 class ParentDelivery:

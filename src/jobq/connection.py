@@ -46,6 +46,7 @@ from .server import embedded_server
 
 __all__ = [
     "MIN_SERVER_VERSION",
+    "NETWORK_ERRORS",
     "RESP_PROTOCOL",
     "ConnectionSettings",
     "ServerInfo",
@@ -61,6 +62,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("jobq")
+
+#: What a call that could not reach Redis raises: its client's connection and
+#: timeout errors, and the socket's own (``ConnectionError`` is an ``OSError``).
+NETWORK_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 #: The oldest Redis jobq runs on (it needs 6.2 commands such as ZRANGE BYSCORE/LMOVE).
 MIN_SERVER_VERSION = (6, 2, 0)
@@ -854,7 +859,7 @@ async def _check_cluster(client: RedisCluster, queue_name: str) -> ServerInfo:
     """Check every primary of a cluster; the oldest version is the one reported."""
     try:
         await client.initialize()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+    except NETWORK_ERRORS as exc:
         raise ServerUnreachableError(f"cannot reach {_where(cast(Any, client))}: {exc}") from exc
     except redis.exceptions.RedisClusterException as exc:
         raise ConnectionSetupError(f"{_where(cast(Any, client))}: {exc}") from exc
@@ -876,7 +881,7 @@ async def _check_one(
     try:
         server = dict(await client.info("server", **target))
         policy = await _maxmemory_policy(client, **target)
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+    except NETWORK_ERRORS as exc:
         # redis-py 8 wraps the AuthenticationError of the handshake in a ConnectionError.
         auth = redis.exceptions.AuthenticationError
         if isinstance(exc, auth) or isinstance(exc.__cause__, auth):

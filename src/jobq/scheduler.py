@@ -41,10 +41,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import serialization
+from .connection import NETWORK_ERRORS as _NETWORK_ERRORS
 from .connection import server_time_ms
 from .errors import ConfigurationError, JobNotFoundError
 from .job import Job
@@ -72,7 +71,6 @@ __all__ = [
 
 log = logging.getLogger("jobq.scheduler")
 
-_NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAINTAIN_BATCH = 500
 

@@ -38,11 +38,11 @@ from . import security as _security
 from . import serialization
 from . import tracing as _tracing
 from ._claimed import ClaimDecoder
-from ._heartbeat import NETWORK_ERRORS as _NETWORK_ERRORS
 from ._heartbeat import Heartbeat, ParentDelivery
 from ._outage import Outage, release_stranded
 from ._outcome import BackoffStrategy, Outcome, Outcomes
 from ._runner import ChildJob, ProcessorRunner
+from .connection import NETWORK_ERRORS as _NETWORK_ERRORS
 from .connection import is_cluster
 from .deadletter import DeadLetterRouter
 from .errors import (
