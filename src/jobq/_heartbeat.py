@@ -8,7 +8,7 @@ outbox), follows the queue's dead-letter setting and advances due schedules.
 
 A beat that fails is tried again within a second: while Redis cannot be
 reached the leases run out, and every job would run twice. Nothing but
-:meth:`Heartbeat.stop` ends the loop.
+:meth:`Heartbeat.stop` ends the beat that :meth:`Heartbeat.start` began.
 """
 
 from __future__ import annotations
@@ -93,9 +93,13 @@ class Heartbeat:
         self._parents = parents
         self._on_stalled_failed = on_stalled_failed
         self._stopping = False
+        self._task: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
-        """Beat every ``lease_ms / 3`` until :meth:`stop`; survives any error."""
+    def start(self) -> None:
+        """Beat every ``lease_ms / 3`` in a task of its own until :meth:`stop`."""
+        self._task = asyncio.create_task(self._run(), name="jobq-heartbeat")
+
+    async def _run(self) -> None:
         interval = self.options.lease_ms / 3000
         wait = interval
         while not self._stopping:
@@ -114,11 +118,14 @@ class Heartbeat:
                 log.exception("heartbeat of worker %s failed; trying again", self.worker_id)
                 wait = min(interval, 1.0)
 
-    async def stop(self, task: asyncio.Task[None]) -> None:
-        """End the loop that ``task`` runs."""
+    async def stop(self) -> None:
+        """End the beat (if it was started) and wait for its task."""
         # The flag ends the loop even if a cancel is swallowed inside redis-py (as
         # the worker's marker loop explains); the loop itself survives any other error.
         self._stopping = True
+        task = self._task
+        if task is None:
+            return
         while not task.done():
             task.cancel()
             await asyncio.wait({task}, timeout=0.5)

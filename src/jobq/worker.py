@@ -314,7 +314,7 @@ class Worker:
             return
         self._runner.start()
         installed = self._install_signals()
-        heartbeat = asyncio.create_task(self._heartbeat.run(), name="jobq-heartbeat")
+        self._heartbeat.start()
         marker = asyncio.create_task(self._marker_loop(), name="jobq-marker")
         log.info(
             "worker %s started on queue %r (concurrency %d)",
@@ -331,7 +331,7 @@ class Worker:
             try:
                 await self._drain_running()
             finally:
-                await self._heartbeat.stop(heartbeat)
+                await self._heartbeat.stop()
                 for sig in installed:
                     self._loop.remove_signal_handler(sig)
                 await self._dead_letters.settle()
